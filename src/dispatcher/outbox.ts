@@ -1,0 +1,154 @@
+import { sql } from 'kysely'
+import type { Db, Tx } from '../db/index.js'
+import { BadRequestError, UnknownPeerError, SchemaError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { BROADCAST, isEventName, nowSeconds, type Envelope } from '../wire/envelope.js'
+import type { Inbox, InboxRow } from './inbox.js'
+import type { OutgoingEvent } from './types.js'
+
+export interface OutboxInit {
+  defaultTtlSeconds: number
+  maxTtlSeconds: number
+  maxEventBytes: number
+}
+
+export interface OutboxComponents {
+  db: Db
+  inbox: Inbox
+  logger: Logger
+  self: string
+  /** active peer UUIDs, for '*' */
+  activePeers: () => string[]
+  /** checks a direct `to` without building the list for every event */
+  isActivePeer: (uuid: string) => boolean
+  /** told which peers got new outbox rows, after commit */
+  onQueued: (peers: Set<string>) => void
+}
+
+interface Pending {
+  service: string
+  events: OutgoingEvent[]
+  envelopes: Envelope[]
+  resolve: (e: Envelope[]) => void
+  reject: (err: unknown) => void
+}
+
+interface Row { peer: string, env: Envelope, json: string }
+
+/**
+ * Queues events from local services. Requests that arrive while a commit is
+ * running are gathered into the next one (group commit): one transaction and
+ * multi-row inserts per batch, which is what makes durable sends fast.
+ */
+export class Outbox {
+  private queue: Pending[] = []
+  private running = false
+
+  constructor (private readonly init: OutboxInit, private readonly c: OutboxComponents) {}
+
+  async submit (service: string, events: OutgoingEvent[]): Promise<Envelope[]> {
+    const envelopes = events.map((e) => this.envelope(e))
+    return await new Promise((resolve, reject) => {
+      this.queue.push({ service, events, envelopes, resolve, reject })
+      if (!this.running) void this.drain()
+    })
+  }
+
+  /** Validate one event and give it its RFC 3 envelope. Throws a typed error. */
+  private envelope (e: OutgoingEvent): Envelope {
+    if (!isEventName(e.name)) throw new SchemaError(`event name ${JSON.stringify(e.name)} is not kebab-case (optionally service-prefixed), at most 64 characters`)
+    if (e.to !== BROADCAST && e.to !== this.c.self && !this.c.isActivePeer(e.to)) throw new UnknownPeerError(`no active peer ${JSON.stringify(e.to)}`)
+    const ttl = e.ttlSeconds ?? this.init.defaultTtlSeconds
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > this.init.maxTtlSeconds) throw new BadRequestError(`ttl must be an integer from 1 to ${this.init.maxTtlSeconds} seconds`)
+    const iat = nowSeconds()
+    const env: Envelope = { name: e.name, meta: { from: this.c.self, to: e.to, iat, exp: iat + ttl }, data: e.data ?? null }
+    const size = Buffer.byteLength(JSON.stringify(env))
+    if (size > this.init.maxEventBytes) throw new BadRequestError(`event is ${size} bytes, more than the ${this.init.maxEventBytes} allowed`)
+    return env
+  }
+
+  private async drain (): Promise<void> {
+    this.running = true
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue
+        this.queue = []
+        try {
+          const peers = await this.commit(batch)
+          for (const p of batch) p.resolve(p.envelopes)
+          if (peers.size > 0) this.c.onQueued(peers)
+        } catch (err) {
+          for (const p of batch) p.reject(err)
+        }
+      }
+    } finally {
+      this.running = false
+    }
+  }
+
+  private async commit (batch: Pending[]): Promise<Set<string>> {
+    return await this.c.inbox.write(async (tx, insertInbox) => {
+      const rows: Row[] = []
+      const local: InboxRow[] = []
+      for (const p of batch) {
+        const fresh = await this.fresh(tx, p)
+        p.envelopes.forEach((env, i) => { if (fresh(i)) this.route(env, rows, local) })
+      }
+      await this.insertOutbox(tx, rows)
+      await insertInbox(local)
+      return new Set(rows.map((r) => r.peer))
+    })
+  }
+
+  /** A retried send (same service and nonce) is queued once: returns which events are new. */
+  private async fresh (tx: Tx, p: Pending): Promise<(i: number) => boolean> {
+    const nonces = p.events.map((e) => e.nonce).filter((n): n is string => typeof n === 'string')
+    if (nonces.length === 0) return () => true
+    const res = await tx.insertInto('service_sends').values([...new Set(nonces)].map((nonce) => ({ service: p.service, nonce })))
+      .onConflict((oc) => oc.doNothing()).returning('nonce').execute()
+    const inserted = new Set(res.map((r) => r.nonce))
+    return (i) => {
+      const n = p.events[i]?.nonce
+      if (typeof n !== 'string') return true
+      // first event in this batch with a nonce wins; later copies of it are dropped too
+      const ok = inserted.has(n)
+      inserted.delete(n)
+      return ok
+    }
+  }
+
+  private route (env: Envelope, rows: Row[], local: InboxRow[]): void {
+    const json = JSON.stringify(env)
+    const to = env.meta.to
+    if (to === BROADCAST || to === this.c.self) local.push({ from: this.c.self, seq: 0, envelope: env, json })
+    if (to === BROADCAST) for (const peer of this.c.activePeers()) rows.push({ peer, env, json })
+    else if (to !== this.c.self) rows.push({ peer: to, env, json })
+  }
+
+  private async insertOutbox (tx: Tx, rows: Row[]): Promise<void> {
+    if (rows.length === 0) return
+    const counts = new Map<string, number>()
+    for (const r of rows) counts.set(r.peer, (counts.get(r.peer) ?? 0) + 1)
+    const next = new Map<string, number>()
+    for (const [peer, n] of counts) {
+      const r = await tx.updateTable('peer_seq').set((eb) => ({ next_out: eb('next_out', '+', n) }))
+        .where('peer_uuid', '=', peer).returning('next_out').executeTakeFirst()
+      if (r === undefined) throw new UnknownPeerError(`no sequence row for peer ${peer}`)
+      next.set(peer, Number(r.next_out) - n)
+    }
+    const values = rows.map((r) => {
+      const seq = next.get(r.peer) as number
+      next.set(r.peer, seq + 1)
+      return { peer_uuid: r.peer, seq, name: r.env.name, envelope: r.json, exp: r.env.meta.exp }
+    })
+    for (let i = 0; i < values.length; i += 1000) await tx.insertInto('outbox').values(values.slice(i, i + 1000)).execute()
+  }
+}
+
+/** Per peer: events waiting in the outbox and when the oldest was queued (status and /metrics). */
+export async function outboxDepths (db: Db): Promise<Map<string, { depth: number, oldest: Date | null }>> {
+  const rows = await db.selectFrom('outbox')
+    .select(['peer_uuid', sql<number>`count(*)`.as('n'), sql<Date>`min(created_at)`.as('oldest')])
+    .groupBy('peer_uuid').execute()
+  return new Map(rows.map((r) => [r.peer_uuid, { depth: Number(r.n), oldest: r.oldest }]))
+}
