@@ -387,14 +387,21 @@ export class Link {
   private async sendOne (): Promise<boolean> {
     if (this.ws === null || !this.helloReceived) return false
     const canSend = this.inflight.length < this.init.delivery.windowFrames
-    const rows = canSend ? await this.nextRows() : []
+    // The frame's base must be the position the rows were read from. A hello
+    // or a rewind that moves lastSent while the read is under way would
+    // otherwise make a frame whose base claims rows it does not carry, and
+    // the peer would take it and acknowledge past the hole.
+    const from = this.lastSent
+    const ws = this.ws
+    const rows = canSend ? await this.nextRows(from) : []
+    if (this.lastSent !== from || this.ws !== ws) return true
     if (rows.length === 0 && !this.ackDue) return false
     if (this.shouldLinger(rows.length)) return false
     const now = nowSeconds()
     const parts: string[] = []
     const expired: number[] = []
     let bytes = 0
-    let upTo = this.lastSent
+    let upTo = from
     for (const r of rows) {
       if (bytes > 0 && bytes + r.envelope.length > this.init.limits.maxFrameBytes / 2) break
       upTo = r.seq
@@ -404,8 +411,10 @@ export class Link {
     }
     const ack = this.ackDue ? `,"ack":${this.lastIn}` : ''
     this.ackDue = false
-    const range = rows.length > 0 ? `"base":${this.lastSent},"upTo":${upTo},` : ''
+    const range = rows.length > 0 ? `"base":${from},"upTo":${upTo},` : ''
     await this.sendPayload(`{${range}"events":[${parts.join(',')}]${ack}}`)
+    // reset while sending (the peer asked for a resend): the reset stands
+    if (this.lastSent !== from) return true
     if (parts.length > 0) this.inflight.push({ upTo, at: Date.now() })
     this.lastSent = upTo
     if (upTo > this.maxSent) this.maxSent = upTo
@@ -426,9 +435,9 @@ export class Link {
     return true
   }
 
-  private async nextRows (): Promise<Array<{ seq: number, envelope: string, exp: number }>> {
+  private async nextRows (after: number): Promise<Array<{ seq: number, envelope: string, exp: number }>> {
     const rows = await this.c.db.selectFrom('outbox').select(['seq', 'envelope', 'exp'])
-      .where('peer_uuid', '=', this.uuid).where('seq', '>', this.lastSent)
+      .where('peer_uuid', '=', this.uuid).where('seq', '>', after)
       .orderBy('seq').limit(this.init.delivery.batchMaxEvents).execute()
     return rows.map((r) => ({ seq: Number(r.seq), envelope: r.envelope, exp: Number(r.exp) }))
   }

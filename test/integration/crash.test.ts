@@ -45,7 +45,12 @@ test('kill -9 of the receiver and then the sender loses nothing and duplicates n
       }
     }
     await Promise.all(sends)
-    await waitFor('all 1,000 events on B', () => got.length >= 1000, 60_000)
+    await waitFor('all 1,000 events on B', () => got.length >= 1000, 60_000).catch(async (err: Error) => {
+      // say what is missing and where it sits, so a failure here can be diagnosed from CI's output alone
+      const missing = Array.from({ length: 1000 }, (_, i) => i).filter((i) => !got.includes(i))
+      const [sa, sb] = await Promise.all([a.ctl('status').catch((e: Error) => e.message), b.ctl('status').catch((e: Error) => e.message)])
+      throw new Error(`${err.message}; got ${got.length}, missing ${missing.length} from ${String(missing[0])}; A status ${JSON.stringify(sa)}; B status ${JSON.stringify(sb)}`)
+    })
     await sleep(1000) // anything extra (a duplicate) would show up by now
     assert.equal(got.length, 1000, 'exactly 1,000 events')
     assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => i), 'in order, each once')
