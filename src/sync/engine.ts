@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { lstat, mkdir, readdir, rm } from 'node:fs/promises'
+import { lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import chokidar, { type FSWatcher } from 'chokidar'
 import type { Logger } from '../logger.js'
@@ -8,7 +8,7 @@ import { QuotaExceededError } from '../quota/errors.js'
 import { SyncPushError } from './errors.js'
 import type { PeerSshInfo } from './keys.js'
 import type { TreeLocks, TreeStates } from './locks.js'
-import { rsyncPushArgv, sshArgv, type SshRemote } from './rsync.js'
+import { rsyncPushArgv, sendOnlyRules, sshArgv, type SshRemote } from './rsync.js'
 import { manifestFor, reconcileLocal, type PushManifest } from './state.js'
 import { TMP_PREFIX, scanTree } from './tree.js'
 
@@ -80,6 +80,8 @@ export class SyncEngine {
   private readonly refusedLocally = new Map<string, string>()
   /** per tree: entries our own scan refuses (fifo, set-uid, links out): never sent */
   private readonly excluded = new Map<string, string[]>()
+  /** per tree: every path its last scan approved (the only ones a push may send) */
+  private readonly approved = new Map<string, string[]>()
   /** per peer: when we last saw its ControlMaster connection up */
   private readonly masters = new Map<string, number>()
   /** per tree: bytes at the last scan, announced with each push so a receiver can refuse before any transfer */
@@ -215,6 +217,7 @@ export class SyncEngine {
       }
       this.refusedLocally.delete(tree)
       this.excluded.set(tree, scan.forbidden.map((f) => f.path))
+      this.approved.set(tree, scan.entries.map((e) => e.path))
       this.sizes.set(tree, scan.totalBytes)
       const state = await this.c.states.get(tree)
       const changed = reconcileLocal(state, scan, this.c.selfDomain)
@@ -365,12 +368,31 @@ export class SyncEngine {
     const id = randomBytes(9).toString('base64url')
     await this.c.announce(p.uuid, tree, id, manifest, this.sizes.get(tree) ?? 0)
     const remote = this.remoteOf(p)
+    const approved = this.approved.get(tree)
+    // no scan yet (cannot happen after reconcile, but never send an empty list: --delete would empty the peer's mirror)
+    const sendOnlyFile = approved === undefined ? undefined : join(this.init.controlDir, `send-${id}.rules`)
+    if (sendOnlyFile !== undefined) await writeFile(sendOnlyFile, sendOnlyRules(approved ?? []), { mode: 0o600 })
+    try {
+      await this.rsyncTo(p, tree, id, remote, sendOnlyFile)
+    } finally {
+      if (sendOnlyFile !== undefined) await rm(sendOnlyFile, { force: true })
+    }
+    let m = this.lastPushed.get(p.uuid)
+    if (m === undefined) this.lastPushed.set(p.uuid, m = new Map())
+    m.set(tree, ids)
+    const st = this.peerStatus(p)
+    st.lastSync = new Date().toISOString()
+    st.pushes++
+  }
+
+  private async rsyncTo (p: PeerSshInfo, tree: string, id: string, remote: SshRemote, sendOnlyFile: string | undefined): Promise<void> {
     const argv = rsyncPushArgv({
       source: join(this.init.root, tree),
       dest: join(p.root, tree, `.push-${id}`),
       maxFileBytes: tree.startsWith('users/') ? this.init.userLimitBytes : 1024 * 1024 * 1024,
       timeoutSeconds: this.init.rsyncTimeoutSeconds ?? 15,
       exclude: this.excluded.get(tree),
+      sendOnlyFile,
       remote
     })
     // (re)start the shared connection when we have not seen it lately: it dies after 60 s idle
@@ -379,12 +401,6 @@ export class SyncEngine {
     const t0 = Date.now()
     await runRsync(argv, (this.init.rsyncTimeoutSeconds ?? 15) * 2000, this.abort?.signal)
     this.c.logger.debug({ peer: p.uuid, tree, ms: Date.now() - t0 }, 'sync: pushed')
-    let m = this.lastPushed.get(p.uuid)
-    if (m === undefined) this.lastPushed.set(p.uuid, m = new Map())
-    m.set(tree, ids)
-    const st = this.peerStatus(p)
-    st.lastSync = new Date().toISOString()
-    st.pushes++
   }
 
   /** Per peer: last sync, backlog, errors. */

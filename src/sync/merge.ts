@@ -83,7 +83,12 @@ export async function mergeIncoming (stagingDir: string, targetDir: string, uid:
     }
     const id = versionId(e)
     const m = o.manifest.files[e.path]
-    const theirs: FileVersion = m !== undefined && m.c[0] === id ? m : { c: [id], b: o.peer }
+    // The sender's signed manifest names the version its scan saw; other bytes
+    // mean the file changed while rsync read it (a write still under way).
+    // Showing that would show a half-written file: the sender's watcher has
+    // seen the change, and its next push brings the finished version.
+    if (m !== undefined && m.c[0] !== id) { report.skipped.push({ path: e.path, reason: 'changed on the sender during the transfer' }); continue }
+    const theirs: FileVersion = m ?? { c: [id], b: o.peer }
     if (l === undefined) {
       if (occupied.has(e.path)) { report.skipped.push({ path: e.path, reason: 'a special file is here' }); continue }
       const tomb = st.deleted[e.path]

@@ -23,6 +23,13 @@ export interface RsyncPushOptions {
   timeoutSeconds?: number
   /** paths (relative to source) never to send: what the sender's own scan found forbidden */
   exclude?: string[]
+  /**
+   * A filter file (written by `sendOnlyRules`) naming everything the
+   * sender's scan approved: rsync sends those and nothing else, so an entry
+   * that appears between the scan and the transfer (a set-uid file moved in)
+   * waits for the next scan instead of slipping through.
+   */
+  sendOnlyFile?: string
 }
 
 const HOST = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$|^\[[0-9a-f:.]+\]$/i
@@ -48,6 +55,10 @@ export function rsyncPushArgv (o: RsyncPushOptions): string[] {
     '--numeric-ids', `--timeout=${o.timeoutSeconds ?? 30}`
   ]
   for (const p of o.exclude ?? []) args.push(`--exclude=/${excludePattern(p)}`)
+  if (o.sendOnlyFile !== undefined) {
+    assertSafePath(o.sendOnlyFile)
+    args.push(`--filter=merge ${o.sendOnlyFile}`)
+  }
   if (o.remote === undefined) return [...args, `${o.source}/`, `${o.dest}/`]
   const r = o.remote
   // only a client of the master: an ssh that made itself the master would keep rsync's pipes open
@@ -155,6 +166,17 @@ export function validateForcedCommand (original: string | undefined, opts: Force
   const staging = opts.stagingFor(rel)
   assertSafePath(staging)
   return { tree: rel, argv: ['rsync', '--server', ...out, '.', `${staging}/`], push: named?.[2] ?? null }
+}
+
+/**
+ * The rules of a `sendOnlyFile`: show (a sender-side include) each path the
+ * scan approved, then hide everything else. Sender-side only, so the
+ * receiver's --delete still removes what the sender no longer has. Names
+ * with control characters never get here (the scan forbids them), so one
+ * rule per line is safe.
+ */
+export function sendOnlyRules (paths: readonly string[]): string {
+  return paths.map((p) => `show /${excludePattern(p)}\n`).join('') + 'hide *\n'
 }
 
 /**

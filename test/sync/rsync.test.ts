@@ -5,7 +5,7 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { rsyncPushArgv, validateForcedCommand } from '../../src/sync/rsync.js'
+import { rsyncPushArgv, sendOnlyRules, validateForcedCommand } from '../../src/sync/rsync.js'
 import { applyTree, checkIncoming } from '../../src/sync/tree.js'
 
 const run = promisify(execFile)
@@ -98,4 +98,26 @@ test('local rsync with the push argv into staging, then checkIncoming + applyTre
   await sync()
   await apply()
   assert.deepEqual((await readdir(target)).sort(), ['notes.txt', 'sub'])
+})
+
+test('only what the sender\'s scan approved is sent: an entry that appeared after the scan waits, a dropped one is deleted', { skip, timeout: 20_000 }, async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'center-rsync-'))
+  t.after(async () => { await rm(base, { recursive: true, force: true }) })
+  const src = join(base, 'src')
+  const staging = join(base, 'staging')
+  for (const d of [join(src, 'sub'), staging]) await mkdir(d, { recursive: true })
+  await writeFile(join(src, 'notes.txt'), 'hello')
+  await writeFile(join(src, 'sub', 'a*b?[c]'), 'wildcards in a name')
+  await writeFile(join(staging, 'old.txt'), 'the sender no longer has this')
+  // moved in after the scan: set-uid, so the next scan would forbid it
+  await writeFile(join(src, 'late-suid'), 'x')
+  await chmod(join(src, 'late-suid'), 0o4755)
+  const rules = join(base, 'send.rules')
+  await writeFile(rules, sendOnlyRules(['notes.txt', 'sub', 'sub/a*b?[c]']))
+  const argv = rsyncPushArgv({ source: src, dest: staging, maxFileBytes: 5242880, sendOnlyFile: rules })
+  assert.ok(argv.includes(`--filter=merge ${rules}`))
+  await run('rsync', argv)
+  assert.deepEqual((await readdir(staging)).sort(), ['notes.txt', 'sub'])
+  assert.deepEqual(await readdir(join(staging, 'sub')), ['a*b?[c]'])
+  assert.throws(() => rsyncPushArgv({ source: src, dest: staging, maxFileBytes: 1, sendOnlyFile: '/tmp/a b' }))
 })
