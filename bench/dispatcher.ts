@@ -75,6 +75,9 @@ export async function benchDispatcher (): Promise<Result[]> {
       { name: 'latency max at 1,000 events/s', value: +Math.max(...lat).toFixed(2), unit: 'ms' }
     ]
   } finally {
+    // a clean stop first, so that profiles (CENTER_TEST_NODE_ARGS=--cpu-prof) get written
+    await a.stop().catch(() => {})
+    await b.stop().catch(() => {})
     await a.destroy()
     await b.destroy()
     await user.remove()

@@ -107,6 +107,12 @@ export class Ratchet {
       .onConflict((oc) => oc.column('peer_uuid').doUpdateSet({ record, updated_at: new Date() })).execute()
   }
 
+  /** @internal the serialized record, or null when there is none (the next save deletes the row) */
+  serialized (uuid: string): Uint8Array | null {
+    const rec = this.sessions.get(uuid)
+    return rec == null ? null : rec.serialize()
+  }
+
   /** @internal */
   drop (uuid: string): void {
     this.sessions.set(uuid, null)
@@ -122,6 +128,8 @@ export class PeerSession {
   async decrypt (ct: Ciphertext): Promise<Uint8Array> { return await this.r.decrypt(this.uuid, ct) }
   /** Persist the current record (inside the caller's transaction when given one). */
   async save (db: DbOrTx): Promise<void> { await this.r.save(this.uuid, db) }
+  /** The record as `save` would store it, for a caller that writes it in its own statement; null: none. */
+  serialized (): Uint8Array | null { return this.r.serialized(this.uuid) }
   /** Forget the session (the peer lost its state); the next save deletes the row. */
   drop (): void { this.r.drop(this.uuid) }
 }

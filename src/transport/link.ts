@@ -5,12 +5,12 @@ import type { Config } from '../config/index.js'
 import type { Db } from '../db/index.js'
 import { BannedPeerError, DecryptError, FromTheFutureError, FrameTooLargeError, ReplayError, SequenceGapError, UnknownPeerError, NoSessionError, NotRunningError, RateLimitedError, SchemaError, WrongRecipientError, WrongSenderError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { Ratchet } from '../crypto/ratchet.js'
+import type { PeerSession, Ratchet } from '../crypto/ratchet.js'
 import { bundleOf } from '../crypto/bundle.js'
 import type { Identity } from '../identity/files.js'
 import { encryptAndSign, signDetached, type PrivateKey } from '../identity/openpgp.js'
 import { verifyPeerSignature } from '../peers/key-rotation.js'
-import type { Inbox, InboxRow } from '../dispatcher/inbox.js'
+import { Inbox, type InboxRow } from '../dispatcher/inbox.js'
 import type { Refusals, Stats } from '../dispatcher/stats.js'
 import type { PeerDirectory, PeerInfo } from '../peers/directory.js'
 import { checkEnvelope, nowSeconds } from '../wire/envelope.js'
@@ -47,6 +47,8 @@ const REKEY_INTERVAL_MS = 5000
 const DECRYPT_FAILURES_BEFORE_REKEY = 3
 const KEEPALIVE_MS = 15_000
 const LINGER_MS = 8
+/** how long a record advanced only by an event-less frame may wait to be saved */
+const SAVE_SOON_MS = 50
 const LINGER_MIN_EVENTS = 128
 /**
  * The peer with the higher UUID dials too when its link has stayed down this
@@ -102,13 +104,19 @@ export class Link {
   private reconnectTimer: NodeJS.Timeout | null = null
   private attempt = 0
   private stopped = true
-  private deleting: Promise<void> = Promise.resolve()
+  private deleteRunning = false
+  /** acked rows below this are gone from the outbox (0: not known, this run has deleted nothing yet) */
+  private deletedUpTo = 0
+  private deleteTarget = 0
   private readonly pings = new Map<string, (ms: number) => void>()
   private readonly bucket: TokenBucket
   private readonly log: Logger
   private ticker: NodeJS.Timeout | null = null
   private lingerTimer: NodeJS.Timeout | null = null
   private lingered = false
+  /** the in-memory ratchet record is ahead of the database's (see `accept`) */
+  private sessionDirty = false
+  private saveTimer: NodeJS.Timeout | null = null
   private alive = true
 
   constructor (private readonly init: LinkInit, private readonly c: LinkComponents, peer: PeerInfo) {
@@ -140,7 +148,10 @@ export class Link {
     if (this.ackTimer !== null) clearTimeout(this.ackTimer)
     if (this.ticker !== null) clearInterval(this.ticker)
     if (this.lingerTimer !== null) clearTimeout(this.lingerTimer)
-    this.reconnectTimer = this.ackTimer = this.ticker = this.lingerTimer = null
+    if (this.saveTimer !== null) clearTimeout(this.saveTimer)
+    this.reconnectTimer = this.ackTimer = this.ticker = this.lingerTimer = this.saveTimer = null
+    // best effort: the database may already be closing; a lost save is harmless (see `accept`)
+    if (this.sessionDirty) this.flushSession().catch(() => {})
     this.ws?.close(1001, 'shutting down')
     this.detach()
   }
@@ -356,6 +367,7 @@ export class Link {
       }
       const ct = await s.encrypt(Buffer.from(payload))
       await s.save(this.c.db)
+      this.sessionDirty = false
       const header = { v: 1 as const, from: this.c.identity.uuid, to: this.uuid, type: ct.type, iat: nowSeconds() }
       const signed = gpgPlusSigned(header, ct.body)
       const sig = await signDetached(signed, this.c.signingKey?.(this.uuid) ?? this.c.identity.privateKey)
@@ -455,11 +467,31 @@ export class Link {
     if (this.lastSent < n) this.lastSent = n
     this.inflight = this.inflight.filter((f) => f.upTo > n)
     this.c.stats.eventsOut += n - before
-    // deletes run one after another so the outbox shrinks in order
-    this.deleting = this.deleting.then(async () => {
-      await this.c.db.deleteFrom('outbox').where('peer_uuid', '=', this.uuid).where('seq', '<=', n).execute()
-    }).catch((err) => { this.log.error({ err }, 'outbox cleanup failed') })
+    this.deleteAcked(n)
     this.wake()
+  }
+
+  /**
+   * Drop acknowledged rows from the outbox, one delete at a time, and one for
+   * all the acks that arrived while a delete ran. Each delete starts above
+   * the last one: `seq <= n` alone walks every dead index entry the earlier
+   * deletes left behind (until vacuum), which made deleting the hottest query.
+   */
+  private deleteAcked (n: number): void {
+    if (n <= this.deleteTarget) return
+    this.deleteTarget = n
+    if (this.deleteRunning) return
+    this.deleteRunning = true
+    void (async () => {
+      while (this.deletedUpTo < this.deleteTarget) {
+        const from = this.deletedUpTo
+        const to = this.deleteTarget
+        let q = this.c.db.deleteFrom('outbox').where('peer_uuid', '=', this.uuid).where('seq', '<=', to)
+        if (from > 0) q = q.where('seq', '>', from)
+        await q.execute()
+        this.deletedUpTo = to
+      }
+    })().catch((err) => { this.log.error({ err }, 'outbox cleanup failed') }).finally(() => { this.deleteRunning = false })
   }
 
   private scheduleAck (): void {
@@ -546,7 +578,7 @@ export class Link {
         await s.save(this.c.db)
         throw new SequenceGapError(`frame starts after seq ${p.base}, but only ${this.lastIn} arrived; asking for a resend`)
       }
-      await this.accept(p.events ?? [], p.upTo ?? 0, async (db) => { await s.save(db) })
+      await this.accept(p.events ?? [], p.upTo ?? 0, s)
       return p
     })
     void this.c.peers.touch(this.uuid).catch(() => {})
@@ -557,8 +589,19 @@ export class Link {
     if (payload.pong !== undefined) this.pings.get(payload.pong)?.(0)
   }
 
-  /** Check each envelope, store the good ones with the new high-water mark and the ratchet record, in one transaction. */
-  private async accept (events: NonNullable<Payload['events']>, upTo: number, saveSession: (db: any) => Promise<void>): Promise<void> {
+  /**
+   * Check each envelope, store the good ones with the new high-water mark and
+   * the ratchet record, atomically (`inbox.acceptFrame`: one statement).
+   *
+   * A frame that brings no new event (an ack, a ping, a hello, duplicates)
+   * only advances the receiving chain: its record is saved a moment later
+   * (`saveSoon`), or sooner by the next send or accepted frame, which save
+   * the whole record. Losing that moment to a crash costs nothing: an older
+   * receiving chain still decrypts what the peer sends next, and an ack or
+   * a hello replayed into that window only repeats what the link already knows.
+   * Sending still saves before every frame leaves (a counter is never reused).
+   */
+  private async accept (events: NonNullable<Payload['events']>, upTo: number, s: PeerSession): Promise<void> {
     const rows: InboxRow[] = []
     let top = this.lastIn
     const now = nowSeconds()
@@ -574,15 +617,40 @@ export class Link {
     }
     // events that expired at the sender leave holes; the frame's range covers them
     if (upTo > top) top = upTo
-    if (top === this.lastIn) { await saveSession(this.c.db); if (events.length > 0) this.scheduleAck(); return }
-    await this.c.inbox.write(async (tx, insert) => {
-      await insert(rows)
-      await tx.updateTable('peer_seq').set({ last_in: top }).where('peer_uuid', '=', this.uuid).execute()
-      await saveSession(tx)
-    })
+    if (top === this.lastIn) { this.saveSoon(); if (events.length > 0) this.scheduleAck(); return }
+    const session = s.serialized()
+    if (session !== null && rows.length <= Inbox.FRAME_ROWS_MAX) {
+      await this.c.inbox.acceptFrame({ from: this.uuid, rows, lastIn: top, session })
+    } else {
+      await this.c.inbox.write(async (tx, insert) => {
+        await insert(rows)
+        await tx.updateTable('peer_seq').set({ last_in: top }).where('peer_uuid', '=', this.uuid).execute()
+        await s.save(tx)
+      })
+    }
+    this.sessionDirty = false
     this.lastIn = top
     this.c.stats.eventsIn += rows.length
     this.scheduleAck()
+  }
+
+  /** Save the ratchet record within SAVE_SOON_MS, unless something else saves it first. */
+  private saveSoon (): void {
+    this.sessionDirty = true
+    if (this.saveTimer !== null) return
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = null
+      this.flushSession().catch((err) => { this.log.warn({ err: (err as Error).message }, 'could not save the ratchet record') })
+    }, SAVE_SOON_MS)
+  }
+
+  private async flushSession (): Promise<void> {
+    if (!this.sessionDirty) return
+    await this.c.ratchet.withPeer(this.uuid, async (s) => {
+      if (!this.sessionDirty) return
+      this.sessionDirty = false
+      await s.save(this.c.db)
+    })
   }
 
   private async onHello (ack: number): Promise<void> {

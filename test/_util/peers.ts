@@ -89,7 +89,8 @@ export class PeerProcess {
   async start (): Promise<void> {
     if (this.proc !== null) return
     const out = openSync(this.logPath, 'a')
-    const argv = [CENTERD, '--config', this.configPath]
+    // CENTER_TEST_NODE_ARGS: extra node flags for the daemons (profiling a bench: --cpu-prof)
+    const argv = [...(process.env.CENTER_TEST_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), CENTERD, '--config', this.configPath]
     // `ip netns exec` execs node in place: the child's pid is centerd's, so kill() reaches it
     const cmd = this.netns === undefined ? { cmd: process.execPath, args: argv } : this.netns.net.wrap(this.netns.host, process.execPath, argv)
     this.proc = spawn(cmd.cmd, cmd.args, { stdio: ['ignore', out, out] })
