@@ -148,6 +148,12 @@ async function writeKeys (ssh: FileHandle, keys: readonly string[], uid: number)
   await rename(at(ssh, TMP_NAME), at(ssh, 'authorized_keys'))
 }
 
+/** Whether /center/users/NAME exists (as anything: a symlink there counts). */
+export async function homeExists (init: HomeInit, name: string): Promise<boolean> {
+  checkUsernameSyntax(name)
+  return await existsNoFollow(join(usersDir(init.root), name))
+}
+
 /** Remove /center/users/NAME and everything in it (symlinks are removed, not followed). */
 export async function removeHome (init: HomeInit, name: string): Promise<boolean> {
   checkUsernameSyntax(name)

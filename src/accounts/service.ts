@@ -10,7 +10,8 @@ import type { Envelope } from '../wire/envelope.js'
 import { isUuid } from '../wire/frame.js'
 import { assignClaimUids, claimKey, firstFree, nameState } from './claims.js'
 import { ACCOUNT_EVENTS, CREATED_AT_SLACK_MS, checkClaimData, checkCursor, checkDeletion, checkLockData } from './events.js'
-import { ensureHome, rechownHome, removeHome } from './home.js'
+import { ensureHome, homeExists, rechownHome, removeHome } from './home.js'
+import { DEFAULT_USER_LIMIT_BYTES, QuotaBackendError, type QuotaBackend } from '../quota/index.js'
 import type { LdapDirectory, NewUser } from './directory.js'
 import { checkGecos, checkShell, checkUsername, readLocalAccounts, type LocalAccountsReader } from './names.js'
 import { parseSshPublicKeys } from './keys.js'
@@ -35,6 +36,8 @@ export interface AccountsInit {
   backfillPageSize?: number
   /** LDAP requests in flight while applying a batch; @default 16 */
   ldapInFlight?: number
+  /** the limit a new user tree gets from the quota backend; @default DEFAULT_USER_LIMIT_BYTES (5 MB) */
+  userLimitBytes?: number
 }
 
 export interface AccountsComponents {
@@ -48,6 +51,12 @@ export interface AccountsComponents {
   logger: Logger
   /** this box's users and groups; @default /etc/passwd and /etc/group */
   localAccounts?: LocalAccountsReader
+  /**
+   * `[center] quota`: makes each new /center/users/NAME a quota'd tree (a
+   * btrfs subvolume with a qgroup limit, a uid or project quota). Absent for
+   * `none`: the tree is a plain directory and only sync enforces the limit.
+   */
+  quota?: QuotaBackend
 }
 
 export interface AddUserRequest { name: string, keys: string[], gecos?: string, shell?: string }
@@ -104,7 +113,7 @@ export class AccountsService {
   private readonly opt: Required<AccountsInit>
 
   constructor (init: AccountsInit, private readonly c: AccountsComponents) {
-    this.opt = { lockPollMs: 2000, applyTimeoutMs: 20_000, backfillRetryMs: 30_000, backfillPageSize: 500, ldapInFlight: 16, ...init }
+    this.opt = { lockPollMs: 2000, applyTimeoutMs: 20_000, backfillRetryMs: 30_000, backfillPageSize: 500, ldapInFlight: 16, userLimitBytes: DEFAULT_USER_LIMIT_BYTES, ...init }
     this.store = new AccountStore(c.db)
     this.local = c.localAccounts ?? (() => readLocalAccounts())
     this.consumer = new InboxConsumer({ service: ACCOUNTS_SERVICE, events: ACCOUNT_EVENTS, what: 'account' }, { ...c, handle: async (env) => { await this.handle(env) } })
@@ -345,7 +354,7 @@ export class AccountsService {
         return
       }
       if (await this.c.directory.deleteUserWith(client, name)) this.c.logger.info({ user: name }, 'user removed from LDAP')
-      if (claims.some((c) => c.state === 'deleted') && await removeHome(root, name)) this.c.logger.info({ user: name }, 'user directory removed')
+      if (claims.some((c) => c.state === 'deleted') && await this.removeTree(name)) this.c.logger.info({ user: name }, 'user directory removed')
       return
     }
     const user: NewUser = this.c.directory.validate({ name, uidNumber: owner.uidNumber, gecos: owner.gecos, shell: owner.shell, keys: owner.keys })
@@ -353,8 +362,43 @@ export class AccountsService {
     const keysChanged = before !== null && JSON.stringify(before.keys) !== JSON.stringify([...user.keys].sort())
     const moved = before !== null && before.uidNumber !== user.uidNumber
     if (moved) await rechownHome(root, name, before.uidNumber, user.uidNumber)
-    await ensureHome(root, name, user.uidNumber, user.keys, { rewriteKeys: keysChanged || moved })
+    await this.ensureQuotaTree(name, user.uidNumber)
+    try {
+      await ensureHome(root, name, user.uidNumber, user.keys, { rewriteKeys: keysChanged || moved })
+    } catch (err) {
+      // a user who filled their tree must not hold up their own lock or unlock: LDAP is already right
+      if ((err as NodeJS.ErrnoException).code !== 'EDQUOT') throw err
+      this.c.logger.warn({ user: name }, 'user tree is full (quota): .ssh/authorized_keys not rewritten here; the account change is applied')
+    }
     if (action !== 'unchanged') this.c.logger.info({ user: name, uidNumber: user.uidNumber, action, locked: owner.state === 'locked', bannedHere: banned }, 'account applied')
+  }
+
+  /**
+   * With a quota backend, a user tree that does not exist yet is made by the
+   * backend (so it is a subvolume or carries its quota from the start);
+   * ensureHome then adds .ssh through its no-symlink path. An existing tree is
+   * left as it is: it was made before the backend was configured, and
+   * `centerctl doctor` reports it.
+   */
+  private async ensureQuotaTree (name: string, uid: number): Promise<void> {
+    const quota = this.c.quota
+    if (quota === undefined || await homeExists({ root: this.opt.root }, name)) return
+    await quota.ensureUserTree(name, uid, uid, this.opt.userLimitBytes)
+    this.c.logger.info({ user: name, quota: quota.name, limitBytes: this.opt.userLimitBytes }, 'user tree created with its quota')
+  }
+
+  /** A deleted user's tree goes by its backend (a subvolume cannot be rm'd), or as a plain directory. */
+  private async removeTree (name: string): Promise<boolean> {
+    const quota = this.c.quota
+    if (quota === undefined || !await homeExists({ root: this.opt.root }, name)) return await removeHome({ root: this.opt.root }, name)
+    try {
+      await quota.removeUserTree(name)
+      return true
+    } catch (err) {
+      if (!(err instanceof QuotaBackendError)) throw err
+      // a plain directory from before the backend was configured
+      return await removeHome({ root: this.opt.root }, name)
+    }
   }
 
   /** Apply whatever did not get applied (LDAP was down, the process died mid-way). */

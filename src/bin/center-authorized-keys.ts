@@ -11,7 +11,7 @@
  */
 import { pino } from 'pino'
 import { loadConfig } from '../config/index.js'
-import { directoryFromConfig } from '../accounts/index.js'
+import { directoryFromConfig } from '../accounts/connect.js'
 import { readAuthorizedKeys } from '../accounts/home.js'
 import { parseSshPublicKey } from '../accounts/keys.js'
 import { checkUsernameSyntax } from '../accounts/names.js'

@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { Attribute, Change, Client } from 'ldapts'
 import { PeerProcess, ROOT } from '../_util/peers.js'
 import { startSlapd, type Slapd } from '../_util/slapd.js'
+import { btrfsUnsupported, mountBtrfs, type BtrfsMount } from '../_util/btrfs.js'
 
 const run = promisify(execFile)
 export const AUTHORIZED_KEYS = join(ROOT, 'dist/src/bin/center-authorized-keys.js')
@@ -18,29 +19,51 @@ export interface AccountPeer {
   /** the /center root of this peer */
   root: string
   dir: string
+  /** `[center] quota` of this peer: btrfs when asked for and a loop mount could be made */
+  quota: 'btrfs' | 'none'
   destroy: () => Promise<void>
 }
 
-export async function startAccountPeer (name: string, extra = '', advertisePort?: number): Promise<AccountPeer> {
+export interface AccountPeerOptions {
+  /** put /center on a btrfs loop mount with `[center] quota = "btrfs"` (falls back to none where loop mounts fail) */
+  btrfs?: boolean
+}
+
+export async function startAccountPeer (name: string, extra = '', advertisePort?: number, opts: AccountPeerOptions = {}): Promise<AccountPeer> {
   const slapd = await startSlapd({ maxFailures: 3 })
   const dir = mkdtempSync(join(tmpdir(), `cn3-acct-${name}-`))
   // like /center on a real box: the user (after the command drops to their uid) must be able to walk down to it
   chmodSync(dir, 0o755)
   const root = join(dir, 'center')
+  let fs: BtrfsMount | null = null
+  if (opts.btrfs === true && btrfsUnsupported() === false) {
+    fs = await mountBtrfs(join(dir, 'center.img'), root).catch((err: Error) => {
+      console.log(`# ${name}: no btrfs loop mount here (${err.message.split('\n')[0]}); quota = none`)
+      return null
+    })
+  }
   writeFileSync(join(dir, 'ldap.secret'), `${slapd.bindPassword}\n`, { mode: 0o600 })
   writeFileSync(join(dir, 'ldap-ca.crt'), slapd.ca)
   const extraToml = [
     '[ldap]', `url = "${slapd.url}"`, `base_dn = "${slapd.baseDn}"`, `bind_dn = "${slapd.bindDn}"`,
     `password_file = "${join(dir, 'ldap.secret')}"`, `ca_file = "${join(dir, 'ldap-ca.crt')}"`, 'starttls = false',
-    '[center]', `root = "${root}"`, '[sync]', 'enabled = false', extra
+    '[center]', `root = "${root}"`, `quota = "${fs === null ? 'none' : 'btrfs'}"`, '[sync]', 'enabled = false', extra
   ].join('\n') + '\n'
   const peer = await PeerProcess.create({ name: `acct-${name}`, extraToml, peerToml: 'greeting = "auto"', ...(advertisePort === undefined ? {} : { advertisePort }) })
-  await peer.start()
+  try {
+    await peer.start()
+  } catch (err) {
+    await peer.destroy().catch(() => {})
+    await slapd.stop().catch(() => {})
+    await fs?.unmount().catch(() => {})
+    throw err
+  }
   return {
-    name, peer, slapd, root, dir,
+    name, peer, slapd, root, dir, quota: fs === null ? 'none' : 'btrfs',
     destroy: async () => {
       await peer.destroy()
       await slapd.stop()
+      await fs?.unmount()
       rmSync(dir, { recursive: true, force: true })
     }
   }

@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { createTestUser, joinPeers } from '../_util/peers.js'
 import { callAdmin } from '../../src/admin/client.js'
 import { loadConfig } from '../../src/config/index.js'
@@ -12,7 +13,9 @@ import { allDns, authorizedKeys, ctlError, ldapUsers, setPassword, startAccountP
 
 // Issue 3 acceptance, on three separate centerd processes (A, B, C), each
 // with its own slapd (ldaps, custom CA, ppolicy) and its own /center root:
-// every check is a real LDAP search (or bind) on every peer.
+// every check is a real LDAP search (or bind) on every peer. C keeps /center
+// on btrfs with `[center] quota = "btrfs"` (issue 4): its user trees are
+// subvolumes with a 5 MB qgroup limit the kernel enforces.
 const avail = slapdAvailability()
 const skip = !avail.ok ? `slapd unavailable: ${avail.reason}` : process.getuid?.() !== 0 ? 'needs root (chown of /center/users)' : false
 
@@ -25,7 +28,7 @@ describe('accounts across three peers', { skip }, () => {
 
   before(async () => {
     admin = await createTestUser()
-    for (const n of ['a', 'b', 'c']) P[n] = await startAccountPeer(n)
+    for (const n of ['a', 'b', 'c']) P[n] = await startAccountPeer(n, '', undefined, { btrfs: n === 'c' })
     await joinPeers(P.a!.peer, P.b!.peer, admin.name)
     await joinPeers(P.a!.peer, P.c!.peer, admin.name)
     // C was introduced to B (greeting = auto): wait for that link too
@@ -64,6 +67,7 @@ describe('accounts across three peers', { skip }, () => {
       assert.equal(shown.origin, P.a!.peer.uuid, `${p.name} records the peer alice joined from`)
       assert.equal(shown.createdAt, r.createdAt)
     }
+    await assertQuotaTree(P.c!, 'alice', r.uidNumber)
     // the same name again is refused, on any peer
     const again = await ctlError(P.b!.peer, 'user', 'add', 'alice', '--ssh-key', key1)
     assert.equal(again.code, 'conflict')
@@ -188,5 +192,34 @@ describe('accounts across three peers', { skip }, () => {
     const r = await P.b!.peer.ctl('user', 'add', 'alice', '--ssh-key', key2)
     await onAll('the new alice', (u) => u.get('alice')?.keys.join() === key2)
     assert.equal(r.origin, P.b!.peer.uuid)
+    await waitFor('the new alice\'s home on C', () => existsSync(join(P.c!.root, 'users', 'alice', '.ssh', 'authorized_keys')), 10_000)
+    await assertQuotaTree(P.c!, 'alice', r.uidNumber)
   })
 })
+
+/** On a btrfs-backed peer: the home is a subvolume (inode 256) and the user's own write past 5 MB fails with EDQUOT. */
+async function assertQuotaTree (p: AccountPeer, name: string, uid: number): Promise<void> {
+  if (p.quota !== 'btrfs') {
+    console.log(`# ${p.name} has no btrfs here: quota assertions skipped`)
+    return
+  }
+  const home = join(p.root, 'users', name)
+  assert.equal(lstatSync(home).ino, 256, `${home} is a btrfs subvolume`)
+  assert.equal(lstatSync(home).uid, uid)
+  const as = (cmd: string): ReturnType<typeof spawnSync> => spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'sh', '-c', cmd], { encoding: 'utf8' })
+  const small = as(`head -c 1000000 /dev/zero > ${home}/small`)
+  assert.equal(small.status, 0, `a 1 MB write fits: ${String(small.stderr)}`)
+  const big = as(`head -c 10000000 /dev/zero > ${home}/big`)
+  assert.notEqual(big.status, 0, 'a 10 MB write must fail')
+  assert.match(String(big.stderr), /Disk quota exceeded/)
+  // the keys file is still there, and a lock and an unlock still apply with the tree full
+  assert.ok(existsSync(join(home, '.ssh', 'authorized_keys')))
+  await p.peer.ctl('user', 'lock', name)
+  await waitFor(`${name} locked on ${p.name} with a full tree`, async () => (await ldapUsers(p.slapd)).get(name)?.locked === true, 15_000, 200)
+  await p.peer.ctl('user', 'unlock', name)
+  await waitFor(`${name} unlocked on ${p.name}`, async () => (await ldapUsers(p.slapd)).get(name)?.locked === false, 15_000, 200)
+  // free the space again for the tests that follow (qgroup numbers update at commit)
+  rmSync(join(home, 'big'))
+  rmSync(join(home, 'small'))
+  spawnSync('btrfs', ['filesystem', 'sync', home])
+}

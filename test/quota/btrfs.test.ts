@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, spawnSync } from 'node:child_process'
-import { aptInstall } from '../_util/apt.js'
+import { btrfsUnsupported, mountBtrfs } from '../_util/btrfs.js'
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,38 +11,22 @@ import { btrfsQuota } from '../../src/quota/index.js'
 const run = promisify(execFile)
 const MiB = 1024 * 1024
 
-const have = (bin: string): boolean => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
-
-function skipReason (): string | false {
-  if (process.getuid?.() !== 0) return 'needs root (loop mount, btrfs quota)'
-  // the harness installs what it needs when it can (a fresh CI machine lacks btrfs-progs)
-  if (!have('mkfs.btrfs')) aptInstall(['btrfs-progs'])
-  for (const bin of ['btrfs', 'mkfs.btrfs', 'setpriv']) {
-    if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) return `${bin} not installed (apt-get install -y btrfs-progs util-linux)`
-  }
-  return false
-}
-
-test('btrfs backend: a subvolume per user with a 5 MiB qgroup the kernel enforces', { skip: skipReason(), timeout: 60_000 }, async (t) => {
+test('btrfs backend: a subvolume per user with a 5 MiB qgroup the kernel enforces', { skip: btrfsUnsupported(), timeout: 60_000 }, async (t) => {
   const base = await mkdtemp(join(tmpdir(), 'center-btrfs-'))
   const img = join(base, 'img')
   const mnt = join(base, 'mnt')
-  let mounted = false
+  let fs: Awaited<ReturnType<typeof mountBtrfs>> | null = null
   t.after(async () => {
-    if (mounted) await run('umount', [mnt]).catch(async () => await run('umount', ['-l', mnt]))
+    await fs?.unmount()
     await rm(base, { recursive: true, force: true })
   })
   await chmod(base, 0o755) // the user must be able to reach the mount
-  await mkdir(mnt)
-  await run('truncate', ['-s', '256M', img])
-  await run('mkfs.btrfs', ['-q', img])
   try {
-    await run('mount', ['-o', 'loop', img, mnt])
+    fs = await mountBtrfs(img, mnt)
   } catch (err) {
     t.skip(`cannot loop-mount btrfs here: ${(err as Error).message.split('\n')[0]}`)
     return
   }
-  mounted = true
   const q = btrfsQuota({ root: mnt })
   await q.init()
   assert.deepEqual((await q.check()).problems, [])

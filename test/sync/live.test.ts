@@ -37,17 +37,20 @@ function put (n: string, rel: string, text: string): void {
   chownSync(p, ALICE_UID, ALICE_UID)
 }
 
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 === 1 ? s[(s.length - 1) / 2] as number : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2 }
 const p95 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)] as number
 
 test('writes, deletes and renames on A reach B and C with alice\'s ownership', { skip }, async () => {
   const lat: number[] = []
-  for (let i = 0; i < 12; i++) {
+  // 50 writes, one after another, as the acceptance measures them
+  for (let i = 0; i < 50; i++) {
     const t0 = Date.now()
     put('a', `w/file-${i}.txt`, `version ${i} ${'x'.repeat(i * 10)}`)
     await waitFor(`file-${i} on B and C`, () => ['b', 'c'].every((n) => read(alice(n, `w/file-${i}.txt`)) === `version ${i} ${'x'.repeat(i * 10)}`), 30_000, 10)
     lat.push(Date.now() - t0)
   }
-  console.log(`# write → visible on B and C: p95 ${p95(lat)} ms, median ${[...lat].sort((a, b) => a - b)[6]} ms`)
+  console.log(`# write → visible on B and C over ${lat.length} writes: p95 ${p95(lat)} ms, median ${median(lat)} ms`)
+  assert.ok(p95(lat) < 2000, `p95 ${p95(lat)} ms: the issue's bound is 2 s`)
   for (const n of ['b', 'c']) {
     const st = lstatSync(alice(n, 'w/file-3.txt'))
     assert.equal(st.uid, ALICE_UID, `owner on ${n}`)
