@@ -125,6 +125,7 @@ export class AccountsService {
     await this.store.db.insertInto('account_backfill').values({ id: 1 }).onConflict((oc) => oc.column('id').doNothing()).execute()
     const bf = await this.backfillStatus()
     if (bf.state === 'running') this.c.logger.info({ peer: bf.peer, received: bf.received, total: bf.total }, 'account backfill resumed where it stopped')
+    await this.requeueMissingTrees()
     this.c.peers.on('admitted', this.onAdmitted)
     this.every(this.opt.lockPollMs, async () => { await this.watchLocks() }, 'lock watch')
     this.every(RECONCILE_MS, async () => { await this.reconcile() }, 'reconcile')
@@ -385,6 +386,19 @@ export class AccountsService {
     if (quota === undefined || await homeExists({ root: this.opt.root }, name)) return
     await quota.ensureUserTree(name, uid, uid, this.opt.userLimitBytes)
     this.c.logger.info({ user: name, quota: quota.name, limitBytes: this.opt.userLimitBytes }, 'user tree created with its quota')
+  }
+
+  /**
+   * At start: an account applied here whose /center/users/NAME is gone (moved
+   * aside to be made again as a quota'd tree, or removed by mistake) is
+   * applied again by the next reconcile, which makes the tree.
+   */
+  private async requeueMissingTrees (): Promise<void> {
+    const missing: string[] = []
+    for (const name of await this.store.heldNames()) if (!await homeExists({ root: this.opt.root }, name)) missing.push(name)
+    if (missing.length === 0) return
+    await this.store.markUnsynced(missing)
+    this.c.logger.warn({ users: missing.slice(0, 20), count: missing.length }, 'user trees missing here are made again')
   }
 
   /** A deleted user's tree goes by its backend (a subvolume cannot be rm'd), or as a plain directory. */

@@ -128,6 +128,16 @@ export class AccountStore {
     return out
   }
 
+  /** Names held by an active or locked claim (they must have a tree here). */
+  async heldNames (): Promise<string[]> {
+    const rows = await this.db.selectFrom('accounts').select('name').distinct().where('state', 'in', ['active', 'locked']).where('synced', '=', true).execute()
+    return rows.map((r) => r.name)
+  }
+
+  async markUnsynced (names: readonly string[]): Promise<void> {
+    for (let i = 0; i < names.length; i += 1000) await this.db.updateTable('accounts').set({ synced: false }).where('name', 'in', names.slice(i, i + 1000)).execute()
+  }
+
   async unsyncedNames (limit: number): Promise<string[]> {
     const rows = await this.db.selectFrom('accounts').select('name').distinct().where('synced', '=', false).limit(limit).execute()
     return rows.map((r) => r.name)

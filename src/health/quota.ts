@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs'
+import { lstat, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Config } from '../config/index.js'
 import { run } from '../systemd/run.js'
 import { check, type Check } from './check.js'
@@ -33,7 +35,24 @@ async function btrfsState (root: string, fsType: string): Promise<Check> {
   if (fsType !== 'btrfs') return check('quota', 'fail', `[center] quota = "btrfs" but ${root} is on ${fsType}, not btrfs`, `put ${root} on a btrfs file system (docs/admin/install.md), or set [center] quota to setquota, xfs or none`)
   const r = await run('btrfs', ['qgroup', 'show', root], { timeoutMs: 30_000 })
   if (r.code !== 0) return check('quota', 'fail', `btrfs quotas are not usable on ${root}: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`, `btrfs quota enable ${root}`)
+  const plain = await plainUserTrees(root)
+  if (plain.length > 0) {
+    const shown = plain.slice(0, 5).join(', ') + (plain.length > 5 ? ` and ${plain.length - 5} more` : '')
+    return check('quota', 'warn', `${plain.length} user tree(s) under ${root}/users are plain directories, not subvolumes, so no quota holds them: ${shown}`, `move each aside (mv ${root}/users/NAME ${root}/NAME.old, on the same file system); then systemctl restart centerd: at start it makes every missing user tree again (a subvolume), and sync brings the files back from the other peers; or copy them back yourself`)
+  }
   return check('quota', 'ok', `btrfs qgroups enabled on ${root}`)
+}
+
+/** users/* that are directories but not subvolume roots (inode 256): made before quota = "btrfs" was set. */
+async function plainUserTrees (root: string): Promise<string[]> {
+  const users = join(root, 'users')
+  const names = await readdir(users).catch(() => [] as string[])
+  const out: string[] = []
+  for (const n of names.sort()) {
+    const st = await lstat(join(users, n)).catch(() => null)
+    if (st !== null && st.isDirectory() && st.ino !== 256) out.push(n)
+  }
+  return out
 }
 
 async function xfsState (root: string, fsType: string, mount: string): Promise<Check> {

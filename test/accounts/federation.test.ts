@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs'
+import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { quotaCheck } from '../../src/health/quota.js'
 import { createTestUser, joinPeers } from '../_util/peers.js'
 import { callAdmin } from '../../src/admin/client.js'
 import { loadConfig } from '../../src/config/index.js'
@@ -194,6 +195,28 @@ describe('accounts across three peers', { skip }, () => {
     assert.equal(r.origin, P.b!.peer.uuid)
     await waitFor('the new alice\'s home on C', () => existsSync(join(P.c!.root, 'users', 'alice', '.ssh', 'authorized_keys')), 10_000)
     await assertQuotaTree(P.c!, 'alice', r.uidNumber)
+  })
+
+  test('a tree from before quota = "btrfs": doctor names it; moved aside, a restart makes it again as a subvolume', async (t) => {
+    const c = P.c!
+    if (c.quota !== 'btrfs') { t.skip('no btrfs loop mount here'); return }
+    const cfg = loadConfig({ configPath: c.peer.configPath })
+    const tree = join(c.root, 'users', 'alice')
+    const uid = lstatSync(tree).uid
+    await c.peer.stop()
+    // what a box that ran with quota = "none" has: a plain directory
+    execFileSync('btrfs', ['subvolume', 'delete', '-c', tree])
+    mkdirSync(join(tree, '.ssh'), { recursive: true })
+    writeFileSync(join(tree, 'notes.txt'), 'from before\n')
+    const q = await quotaCheck(cfg.center)
+    assert.equal(q.status, 'warn')
+    assert.match(q.detail, /1 user tree\(s\) .* plain directories.*: alice/)
+    renameSync(tree, join(c.root, 'alice.old'))
+    await c.peer.start()
+    await waitFor('alice\'s tree made again on C', () => existsSync(join(tree, '.ssh', 'authorized_keys')), 15_000)
+    assert.equal(lstatSync(tree).ino, 256, 'a subvolume this time')
+    assert.equal(lstatSync(tree).uid, uid)
+    assert.equal((await quotaCheck(cfg.center)).status, 'ok')
   })
 })
 
