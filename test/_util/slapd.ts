@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { aptInstall } from './apt.js'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { Client } from 'ldapts'
 import { OPENSSH_LPK_LDIF } from '../../src/setup/ldap.js'
 import { freePort, sleep } from './wait.js'
+import type { Netns } from './netns.js'
 
 /**
  * A throwaway OpenLDAP for tests, built as in HARNESS.md §1: a custom CA and
@@ -21,6 +22,12 @@ export interface SlapdInit {
   maxFailures?: number
   /** mdb without an fsync per write (olcDbNoSync), flushed by checkpoint each minute; @default false */
   noSync?: boolean
+  /**
+   * Run slapd inside this network namespace host (test/_util/netns.ts): it
+   * listens on that namespace's own 127.0.0.1, which only processes inside
+   * it (a centerd, nslcd, sshd there) reach; readiness is checked over ldapi.
+   */
+  netns?: { net: Netns, host: string }
 }
 
 export interface Slapd {
@@ -188,9 +195,19 @@ async function waitExit (child: ChildProcess, ms: number): Promise<void> {
   await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(ms)])
 }
 
-function spawnSlapd (d: string, ldapPort: number, ldapsPort: number, ldapi: string): ChildProcess {
+function spawnSlapd (d: string, ldapPort: number, ldapsPort: number, ldapi: string, netns?: SlapdInit['netns']): ChildProcess {
   const urls = `ldap://127.0.0.1:${ldapPort}/ ldaps://127.0.0.1:${ldapsPort}/ ${ldapi}`
-  return spawn('slapd', ['-d', '0', '-F', join(d, 'slapd.d'), '-h', urls], { stdio: 'ignore' })
+  const args = ['-d', '0', '-F', join(d, 'slapd.d'), '-h', urls]
+  // `ip netns exec` execs slapd in place: the child's pid is slapd's, so kill() reaches it
+  const cmd = netns === undefined ? { cmd: 'slapd', args } : netns.net.wrap(netns.host, '/usr/sbin/slapd', args)
+  return spawn(cmd.cmd, cmd.args, { stdio: 'ignore' })
+}
+
+/** Whether slapd answers a root DSE search over its Unix socket (reachable from any network namespace). */
+async function answersLdapi (ldapi: string): Promise<boolean> {
+  return await new Promise((resolve) => {
+    execFile('ldapsearch', ['-x', '-H', ldapi, '-b', '', '-s', 'base', '-LLL', 'objectClass'], { timeout: 2000 }, (err) => resolve(err === null))
+  })
 }
 
 /** Start a fresh slapd; throws if slapd is unavailable (check `slapdAvailability()` first to skip). */
@@ -217,12 +234,13 @@ export async function startSlapd (init: SlapdInit = {}): Promise<Slapd> {
     mkslapd(d, tls, init.maxFailures ?? 3, init.noSync === true)
     const [ldapPort, ldapsPort] = [await freePort(), await freePort()]
     const ldapiUrl = `ldapi://${encodeURIComponent(join(d, 'ldapi'))}`
-    child = spawnSlapd(d, ldapPort, ldapsPort, ldapiUrl)
+    child = spawnSlapd(d, ldapPort, ldapsPort, ldapiUrl, init.netns)
     child.unref()
     live.add(child)
     const starttlsUrl = `ldap://127.0.0.1:${ldapPort}`
     const end = Date.now() + 10_000
-    while (!(await answers(starttlsUrl))) {
+    const ready = init.netns === undefined ? async () => await answers(starttlsUrl) : async () => await answersLdapi(ldapiUrl)
+    while (!(await ready())) {
       if (child.exitCode !== null || Date.now() > end) throw new Error(`slapd did not start (exit ${String(child.exitCode)})`)
       await sleep(20)
     }

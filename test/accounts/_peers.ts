@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { Attribute, Change, Client } from 'ldapts'
 import { PeerProcess, ROOT } from '../_util/peers.js'
 import { startSlapd, type Slapd } from '../_util/slapd.js'
+import type { Netns } from '../_util/netns.js'
 import { btrfsUnsupported, mountBtrfs, type BtrfsMount } from '../_util/btrfs.js'
 
 const run = promisify(execFile)
@@ -27,10 +28,12 @@ export interface AccountPeer {
 export interface AccountPeerOptions {
   /** put /center on a btrfs loop mount with `[center] quota = "btrfs"` (falls back to none where loop mounts fail) */
   btrfs?: boolean
+  /** run centerd and its slapd inside this network namespace host; slapd then answers only inside it */
+  netns?: { net: Netns, host: string }
 }
 
 export async function startAccountPeer (name: string, extra = '', advertisePort?: number, opts: AccountPeerOptions = {}): Promise<AccountPeer> {
-  const slapd = await startSlapd({ maxFailures: 3 })
+  const slapd = await startSlapd({ maxFailures: 3, ...(opts.netns === undefined ? {} : { netns: opts.netns }) })
   const dir = mkdtempSync(join(tmpdir(), `cn3-acct-${name}-`))
   // like /center on a real box: the user (after the command drops to their uid) must be able to walk down to it
   chmodSync(dir, 0o755)
@@ -49,7 +52,7 @@ export async function startAccountPeer (name: string, extra = '', advertisePort?
     `password_file = "${join(dir, 'ldap.secret')}"`, `ca_file = "${join(dir, 'ldap-ca.crt')}"`, 'starttls = false',
     '[center]', `root = "${root}"`, `quota = "${fs === null ? 'none' : 'btrfs'}"`, '[sync]', 'enabled = false', extra
   ].join('\n') + '\n'
-  const peer = await PeerProcess.create({ name: `acct-${name}`, extraToml, peerToml: 'greeting = "auto"', ...(advertisePort === undefined ? {} : { advertisePort }) })
+  const peer = await PeerProcess.create({ name: `acct-${name}`, extraToml, peerToml: 'greeting = "auto"', ...(opts.netns === undefined ? {} : { netns: opts.netns }), ...(advertisePort === undefined ? {} : { advertisePort }) })
   try {
     await peer.start()
   } catch (err) {
