@@ -3,6 +3,7 @@ import type { Logger } from '../logger.js'
 import { ConflictError, NotFoundError } from '../errors.js'
 import { UidCollisionError } from './errors.js'
 import { escapeDnValue, escapeFilterValue } from './ldap-escape.js'
+import { inTransaction } from './ldap-txn.js'
 import { checkGecos, checkShell, checkUsername, readLocalAccounts, type LocalAccountsReader } from './names.js'
 import { parseSshPublicKeys } from './keys.js'
 import { inUidSpace } from './uid.js'
@@ -223,6 +224,41 @@ export class LdapDirectory {
       if (err instanceof AlreadyExistsError) throw new ConflictError(`group "${u.name}" already exists`, { cause: err })
       throw err
     }
+  }
+
+  /**
+   * Of `names`, those with neither a user nor a group entry: new to this
+   * directory, so they can be added blind (a backfill page). One search per
+   * 100 names in each of ou=people and ou=groups.
+   */
+  async absentWith (c: Client, names: string[]): Promise<Set<string>> {
+    const absent = new Set(names)
+    for (let i = 0; i < names.length; i += 100) {
+      const chunk = names.slice(i, i + 100).map((n) => escapeFilterValue(n))
+      const people = await c.search(this.peopleDn, { scope: 'one', filter: `(|${chunk.map((n) => `(uid=${n})`).join('')})`, attributes: ['uid'] })
+      for (const e of people.searchEntries) absent.delete(first(e, 'uid'))
+      const groups = await c.search(this.groupsDn, { scope: 'one', filter: `(|${chunk.map((n) => `(cn=${n})`).join('')})`, attributes: ['cn'] })
+      for (const e of groups.searchEntries) absent.delete(first(e, 'cn'))
+    }
+    return absent
+  }
+
+  /**
+   * Add new users and their groups in one LDAP transaction on a connection
+   * of its own: all of them or none (any entry already there, or a slapd
+   * without RFC 5805, fails the whole call and writes nothing). `users` must
+   * have passed validate().
+   */
+  async addUsersInTransaction (users: NewUser[]): Promise<void> {
+    if (users.length === 0) return
+    await this.withClient(async (c) => {
+      await inTransaction(c, async (control) => {
+        await Promise.all(users.flatMap((u) => [
+          c.add(this.userDn(u.name), this.userAttributes(u), control),
+          c.add(this.groupDn(u.name), { objectClass: ['top', 'posixGroup'], cn: u.name, gidNumber: String(u.uidNumber), memberUid: u.name }, control)
+        ]))
+      })
+    })
   }
 
   /** Remove the user and their group; false if there was nothing to remove. */

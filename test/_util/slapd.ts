@@ -145,7 +145,7 @@ olcDbDirectory: ${d}/data
 olcDbMaxSize: 104857600
 olcDbIndex: objectClass eq
 olcDbIndex: uid,uidNumber,gidNumber,memberUid eq
-${noSync ? 'olcDbNoSync: TRUE\nolcDbCheckpoint: 1024 1\n' : ''}olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
+${noSync ? (process.env.CENTER_NOMETA !== undefined ? 'olcDbEnvFlags: nometasync\n' : 'olcDbNoSync: TRUE\nolcDbCheckpoint: 1024 1\n') : ''}olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {1}to * by * read
 
 dn: olcOverlay={0}ppolicy,olcDatabase={1}mdb,cn=config

@@ -30,10 +30,12 @@ export interface AccountPeerOptions {
   btrfs?: boolean
   /** run centerd and its slapd inside this network namespace host; slapd then answers only inside it */
   netns?: { net: Netns, host: string }
+  /** slapd as `centerctl setup ldap` makes it: back-mdb without an fsync per write (olcDbNoSync + checkpoint) */
+  slapdNoSync?: boolean
 }
 
 export async function startAccountPeer (name: string, extra = '', advertisePort?: number, opts: AccountPeerOptions = {}): Promise<AccountPeer> {
-  const slapd = await startSlapd({ maxFailures: 3, ...(opts.netns === undefined ? {} : { netns: opts.netns }) })
+  const slapd = await startSlapd({ maxFailures: 3, noSync: opts.slapdNoSync === true, ...(opts.netns === undefined ? {} : { netns: opts.netns }) })
   const dir = mkdtempSync(join(tmpdir(), `cn3-acct-${name}-`))
   // like /center on a real box: the user (after the command drops to their uid) must be able to walk down to it
   chmodSync(dir, 0o755)
