@@ -57,6 +57,26 @@ describe('LdapDirectory against a real slapd over ldaps', { skip }, () => {
     assert.equal(await dir.getUser('bob'), null)
   })
 
+  test('users added in one LDAP transaction (RFC 5805): all of them; one already there and nothing is written', async () => {
+    const batch = ['tx1', 'tx2', 'tx3'].map((n) => user(n, { keys: [ed25519Line(n)] }))
+    const before = await allDns()
+    assert.deepEqual([...await dir.withClient(async (c) => await dir.absentWith(c, ['tx1', 'tx2', 'tx3', 'alice']))].sort(), ['tx1', 'tx2', 'tx3'])
+    await dir.addUsersInTransaction(batch)
+    for (const u of batch) assert.deepEqual(await dir.getUser(u.name), { ...u, homeDirectory: `/home/${u.name}`, locked: false })
+    const groups = await admin(async (c) => (await c.search(`ou=groups,${s.baseDn}`, { filter: '(|(cn=tx1)(cn=tx2)(cn=tx3))', attributes: ['cn', 'gidNumber'] })).searchEntries)
+    assert.deepEqual(groups.map((g) => [g.cn, g.gidNumber]).sort(), batch.map((u) => [u.name, String(u.uidNumber)]).sort())
+    // a stray group named like one of the next batch: the whole transaction fails and adds nobody
+    await admin(async (c) => { await c.add(`cn=tx5,ou=groups,${s.baseDn}`, { objectClass: ['top', 'posixGroup'], cn: 'tx5', gidNumber: '4242' }) })
+    assert.deepEqual([...await dir.withClient(async (c) => await dir.absentWith(c, ['tx4', 'tx5', 'tx6']))].sort(), ['tx4', 'tx6'])
+    const mid = await allDns()
+    await assert.rejects(dir.addUsersInTransaction(['tx4', 'tx5', 'tx6'].map((n) => user(n))), { name: 'AlreadyExistsError' })
+    assert.deepEqual(await allDns(), mid, 'a failed transaction wrote nothing')
+    assert.equal(mid.length, before.length + 7)
+    for (const n of ['tx1', 'tx2', 'tx3']) await dir.deleteUser(n)
+    await admin(async (c) => { await c.del(`cn=tx5,ou=groups,${s.baseDn}`) })
+    assert.deepEqual(await allDns(), before)
+  })
+
   test('administrative lock and unlock', async () => {
     await dir.addUser(user('dora'))
     assert.equal(await dir.isLocked('dora'), false)
