@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { InvalidGecosError, InvalidShellError, InvalidUsernameError, ReservedUsernameError } from './errors.js'
 
 /**
@@ -53,8 +53,25 @@ export function parseIdFile (text: string): LocalAccount[] {
 
 /** This box's local users and groups, read from /etc/passwd and /etc/group (missing files count as empty). */
 export function readLocalAccounts (passwd = '/etc/passwd', group = '/etc/group'): { users: LocalAccount[], groups: LocalAccount[] } {
-  const read = (p: string): string => { try { return readFileSync(p, 'utf8') } catch { return '' } }
-  return { users: parseIdFile(read(passwd)), groups: parseIdFile(read(group)) }
+  return { users: readIdFile(passwd), groups: readIdFile(group) }
+}
+
+// every name check reads these (a backfill: thousands a second); parse again only when the file changed
+const idFiles = new Map<string, { stamp: string, accounts: LocalAccount[] }>()
+
+function readIdFile (path: string): LocalAccount[] {
+  let stamp = 'missing'
+  try {
+    const st = statSync(path, { bigint: true })
+    stamp = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+  } catch { /* missing counts as empty */ }
+  const hit = idFiles.get(path)
+  if (hit !== undefined && hit.stamp === stamp) return hit.accounts
+  let text = ''
+  try { text = readFileSync(path, 'utf8') } catch { /* as empty */ }
+  const accounts = parseIdFile(text)
+  idFiles.set(path, { stamp, accounts })
+  return accounts
 }
 
 export type LocalAccountsReader = () => { users: LocalAccount[], groups: LocalAccount[] }

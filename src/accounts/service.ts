@@ -93,7 +93,7 @@ const RECONCILE_MS = 10_000
 /** backfill pages sent per request: the joiner applies one while the next is on the wire */
 const PAGES_PER_ANSWER = 8
 /** users per LDAP transaction (two entries each); a failed one is retried user by user */
-const TXN_USERS = 200
+const TXN_USERS = 100
 
 const sameCursor = (a: AccountClaim | null, b: AccountClaim | null): boolean =>
   a === null || b === null ? a === b : a.name === b.name && a.origin === b.origin && a.createdAt === b.createdAt
@@ -265,8 +265,9 @@ export class AccountsService {
     const fast = !flipped && inOrder
     await this.c.db.transaction().execute(async (tx0) => {
       const tx = tx0.withTables<AccountsSchema>()
+      const newByKey = new Map(all.filter((x) => x.isNew).map((x) => [claimKey(x), x]))
       const rows = fresh.map((c) => {
-        const full = all.find((x) => x.isNew && claimKey(x) === claimKey(c)) as ClaimData & { uidNumber: number | null }
+        const full = newByKey.get(claimKey(c)) as ClaimData & { uidNumber: number | null }
         return { name: c.name, origin: c.origin, created_at: new Date(c.createdAt), uid_number: fast ? full.uidNumber : null, gecos: c.gecos, shell: c.shell, keys: JSON.stringify(c.keys), state: stateOf(full), synced: false }
       })
       for (let i = 0; i < rows.length; i += 500) await tx.insertInto('accounts').values(rows.slice(i, i + 500)).execute()
@@ -331,14 +332,16 @@ export class AccountsService {
     const bans = await this.store.bansOf(names)
     const done: string[] = []
     await this.c.directory.withClient(async (client) => {
-      const added = await this.addFreshInTransactions(client, names, claims, bans)
+      const fresh = await this.startFreshTransactions(client, names, claims, bans)
+      // the users of the first transaction go first: their trees are made while the next one commits
+      const order = [...fresh.keys(), ...names.filter((n) => !fresh.has(n))]
       let next = 0
       const worker = async (): Promise<void> => {
-        while (next < names.length) {
-          const name = names[next++] as string
+        while (next < order.length) {
+          const name = order[next++] as string
           try {
-            const fresh = added.get(name)
-            if (fresh !== undefined) await this.applyTree(name, fresh, { keysChanged: false, moved: false, before: null })
+            const f = fresh.get(name)
+            if (f !== undefined && await f.committed) await this.applyTree(name, f.user, { keysChanged: false, moved: false, before: null })
             else await this.materializeOne(client, name, claims.get(name) ?? [], bans.has(name))
             done.push(name)
           } catch (err) {
@@ -346,7 +349,7 @@ export class AccountsService {
           }
         }
       }
-      await Promise.all(Array.from({ length: Math.min(this.opt.ldapInFlight, names.length) }, worker))
+      await Promise.all(Array.from({ length: Math.min(this.opt.ldapInFlight, order.length) }, worker))
     })
     for (let i = 0; i < done.length; i += 1000) {
       await this.store.db.updateTable('accounts').set({ synced: true }).where('name', 'in', done.slice(i, i + 1000)).execute()
@@ -357,12 +360,14 @@ export class AccountsService {
    * The backfill fast path: users that are plainly active (not locked, not
    * banned here) and wholly absent from LDAP are added in LDAP transactions
    * of TXN_USERS users, one database commit (one fsync) each instead of two
-   * per user. A transaction that fails wrote nothing; its users then take the
-   * one-by-one path, which says what was wrong. Returns the users added.
+   * per user, committed one after another on a connection of their own.
+   * Each user gets the promise of their transaction: true once committed,
+   * false if it failed (it wrote nothing; its users then take the one-by-one
+   * path, which says what was wrong).
    */
-  private async addFreshInTransactions (client: Client, names: string[], claims: Map<string, ClaimRow[]>, bans: Set<string>): Promise<Map<string, NewUser>> {
-    const added = new Map<string, NewUser>()
-    if (names.length < 2 || this.opt.ldapTransactions === false) return added
+  private async startFreshTransactions (client: Client, names: string[], claims: Map<string, ClaimRow[]>, bans: Set<string>): Promise<Map<string, { user: NewUser, committed: Promise<boolean> }>> {
+    const fresh = new Map<string, { user: NewUser, committed: Promise<boolean> }>()
+    if (names.length < 2 || !this.opt.ldapTransactions) return fresh
     const candidates = new Map<string, NewUser>()
     for (const name of names) {
       const owner = (claims.get(name) ?? []).find((c) => c.state === 'active' || c.state === 'locked')
@@ -371,19 +376,20 @@ export class AccountsService {
         candidates.set(name, this.c.directory.validate({ name, uidNumber: owner.uidNumber, gecos: owner.gecos, shell: owner.shell, keys: owner.keys }))
       } catch { /* the one-by-one path reports it */ }
     }
-    if (candidates.size < 2) return added
+    if (candidates.size < 2) return fresh
     const absent = await this.c.directory.absentWith(client, [...candidates.keys()])
     const users = [...candidates.values()].filter((u) => absent.has(u.name))
+    let previous: Promise<unknown> = Promise.resolve()
     for (let i = 0; i < users.length; i += TXN_USERS) {
       const chunk = users.slice(i, i + TXN_USERS)
-      try {
-        await this.c.directory.addUsersInTransaction(chunk)
-        for (const u of chunk) added.set(u.name, u)
-      } catch (err) {
-        this.c.logger.debug({ users: chunk.length, err: (err as Error).message }, 'LDAP transaction not applied; adding these users one by one')
-      }
+      const committed = previous.then(async () => await this.c.directory.addUsersInTransaction(chunk)).then(() => true, (err: Error) => {
+        this.c.logger.debug({ users: chunk.length, err: err.message }, 'LDAP transaction not applied; adding these users one by one')
+        return false
+      })
+      previous = committed
+      for (const u of chunk) fresh.set(u.name, { user: u, committed })
     }
-    return added
+    return fresh
   }
 
   private async materializeOne (client: Client, name: string, claims: ClaimRow[], banned: boolean): Promise<void> {

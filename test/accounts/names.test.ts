@@ -1,6 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { checkGecos, checkShell, checkUsername, checkUsernameSyntax, parseIdFile, type LocalAccountsReader } from '../../src/accounts/names.js'
+import { checkGecos, checkShell, checkUsername, checkUsernameSyntax, parseIdFile, readLocalAccounts, type LocalAccountsReader } from '../../src/accounts/names.js'
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { escapeDnValue, escapeFilterValue } from '../../src/accounts/ldap-escape.js'
 
 type Accounts = ReturnType<LocalAccountsReader>
@@ -66,4 +69,22 @@ test('filter values are escaped per RFC 4515', () => {
   assert.equal(escapeFilterValue('*)(uid=*'), '\\2a\\29\\28uid=\\2a')
   assert.equal(escapeFilterValue('a\\b\0'), 'a\\5cb\\00')
   assert.equal(escapeFilterValue('é'), '\\c3\\a9')
+})
+
+test('local accounts are read again as soon as /etc/passwd or /etc/group changes (they are cached between changes)', () => {
+  const d = mkdtempSync(join(tmpdir(), 'cn3-names-'))
+  try {
+    const passwd = join(d, 'passwd')
+    const group = join(d, 'group')
+    writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\n')
+    const first = readLocalAccounts(passwd, group)
+    assert.deepEqual(first, { users: [{ name: 'root', id: 0 }], groups: [] })
+    assert.equal(readLocalAccounts(passwd, group).users, first.users, 'unchanged file: the parsed list is reused')
+    appendFileSync(passwd, 'newlocal:x:1001:1001::/home/newlocal:/bin/sh\n')
+    writeFileSync(group, 'newlocal:x:1001:\n')
+    assert.deepEqual(readLocalAccounts(passwd, group), { users: [{ name: 'root', id: 0 }, { name: 'newlocal', id: 1001 }], groups: [{ name: 'newlocal', id: 1001 }] })
+    assert.throws(() => { checkUsername('newlocal', () => readLocalAccounts(passwd, group)) }, { name: 'ReservedUsernameError' })
+    rmSync(passwd)
+    assert.deepEqual(readLocalAccounts(passwd, group).users, [])
+  } finally { rmSync(d, { recursive: true, force: true }) }
 })
