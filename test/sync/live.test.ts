@@ -146,9 +146,10 @@ test('the same file edited on A and B while they are cut apart: all three keep b
   assert.match(copies[0]?.[0] as string, /^shared-notes\.txt\.conflict-sync-[ab]\.center\.test-\d{8}T\d{6}$/)
 })
 
-test('B down while A changes 100 files: B catches up when it is back; kill -9 leaves no partial file', { skip }, async () => {
+test('B down for 60 s while A changes 100 files: B catches up when it is back; kill -9 leaves no partial file', { skip }, async () => {
   const b = cl.host('b').peer
   await b.kill()
+  const downAt = Date.now()
   for (let i = 0; i < 100; i++) put('a', `batch/f${i}.txt`, `batch ${i} `.repeat(50))
   put('a', 'big.bin', 'z'.repeat(3 * 1024 * 1024))
   await waitFor('the batch on C', () => read(alice('c', 'batch/f99.txt')) !== null && read(alice('c', 'big.bin'))?.length === 3 * 1024 * 1024, 60_000, 100)
@@ -165,11 +166,16 @@ test('B down while A changes 100 files: B catches up when it is back; kill -9 le
     assert.ok(big === null || /^(z+|y+)$/.test(big) && big.length === 3 * 1024 * 1024, `big.bin on ${n} is whole`)
   }
   await cl.host('c').peer.start()
+  // the issue's outage: B stays away a full minute (A's retries back off meanwhile)
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, 60_000 - (Date.now() - downAt))))
+  console.log(`# B was down ${Date.now() - downAt} ms`)
   await b.start()
+  const backAt = Date.now()
   await waitFor('B and C to have all 100 and the last big.bin', () => ['b', 'c'].every((n) => {
     for (let i = 0; i < 100; i++) if (read(alice(n, `batch/f${i}.txt`)) !== `batch ${i} `.repeat(50)) return false
     return read(alice(n, 'big.bin')) === 'y'.repeat(3 * 1024 * 1024)
   }), 120_000, 250)
+  console.log(`# B had all 100 files and the last big.bin ${Date.now() - backAt} ms after it started again`)
   for (const n of N) assert.deepEqual(cl.listAll(n, 'users/alice').filter((f) => /\.center-tmp-|\.center-partial|\.~tmp~/.test(f)), [], `no temp file on ${n}`)
   // alice's tree is off A's list for B (bob's stays on it: B has no account bob, so it refuses that tree)
   await waitFor('A\'s backlog for B to shrink', async () => (sample(await cl.host('a').peer.metrics(), 'center_sync_backlog_trees', { peer: b.uuid }) ?? Infinity) < (backlog ?? 0), 30_000, 250)
