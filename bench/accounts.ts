@@ -1,22 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
-import { pino } from 'pino'
-import { Database } from '../src/db/index.js'
-import { LdapDirectory } from '../src/accounts/directory.js'
-import { AccountsService } from '../src/accounts/service.js'
 import { assignClaimUids, claimKey } from '../src/accounts/claims.js'
-import type { AccountsSchema, ClaimData } from '../src/accounts/store.js'
+import type { AccountsSchema } from '../src/accounts/store.js'
 import { loadConfig } from '../src/config/index.js'
 import { callAdmin } from '../src/admin/client.js'
-import { createTestDatabase } from '../test/_util/pg.js'
-import { startSlapd } from '../test/_util/slapd.js'
 import { ed25519Line } from '../test/accounts/_keys.js'
 import { createTestUser, joinPeers } from '../test/_util/peers.js'
 import { waitFor } from '../test/_util/wait.js'
 import { ldapUsers, startAccountPeer } from '../test/accounts/_peers.js'
+import { pageClaims, startIngestRig } from '../test/accounts/_ingest.js'
 
 interface Result { name: string, value: number, unit: string, target?: string }
 
@@ -24,42 +16,24 @@ const APPLY_N = 5000
 const PAGE = 500
 const E2E_N = 10_000
 
-function claims (n: number, origin: string, prefix: string): ClaimData[] {
-  const key = ed25519Line('bench')
-  const t0 = Date.now() - 3600_000
-  return Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, origin, createdAt: t0 + i, gecos: '', shell: '/bin/sh', keys: [key] }))
-}
-
 /**
  * The apply path alone: pages of 500 claims into a fresh slapd (ldaps,
  * ppolicy) + PostgreSQL + /center/users, as a joining peer applies a
- * backfill page (AccountsService.ingest). The dispatcher, registry and peer
- * directory are not used by ingest and are left out.
+ * backfill page (AccountsService.ingest).
  */
 async function benchApply (noSync: boolean): Promise<Result> {
-  const slapd = await startSlapd({ noSync })
-  const pgdb = await createTestDatabase('center_bench_accounts')
-  const dir = mkdtempSync(join(tmpdir(), 'cn3-bench-'))
-  const logger = pino({ level: 'silent' })
-  const database = Database.open({ url: pgdb.url, pgliteDir: '' }, { logger })
+  const rig = await startIngestRig({ noSync })
   try {
-    await database.migrateToLatestOrThrow()
-    const directory = new LdapDirectory({ url: slapd.url, baseDn: slapd.baseDn, bindDn: slapd.bindDn, bindPassword: slapd.bindPassword, ca: slapd.ca }, { logger })
-    const none = null as any
-    const svc = new AccountsService({ root: join(dir, 'center'), maxEventBytes: 64 * 1024 }, { db: database.db, self: '00000000-0000-4000-8000-000000000001', dispatcher: none, registry: none, peers: none, directory, logger })
-    const all = claims(APPLY_N, '00000000-0000-4000-8000-000000000002', 'b')
+    const all = pageClaims('b', APPLY_N, ed25519Line('bench'))
     const t0 = performance.now()
-    for (let i = 0; i < all.length; i += PAGE) await svc.ingest(all.slice(i, i + PAGE), [], [])
+    for (let i = 0; i < all.length; i += PAGE) await rig.svc.ingest(all.slice(i, i + PAGE), [], [])
     const s = (performance.now() - t0) / 1000
-    const inLdap = (await directory.listUsers()).length
+    const inLdap = (await rig.directory.listUsers()).length
     if (inLdap !== APPLY_N) throw new Error(`only ${inLdap} of ${APPLY_N} accounts in LDAP`)
     const how = noSync ? 'slapd with olcDbNoSync + checkpoint' : 'slapd mdb default: an fsync per write'
     return { name: `accounts applied per second (${APPLY_N} in pages of ${PAGE}: LDAP user+group, claim rows, /center/users home; ${how})`, value: Math.round(APPLY_N / s), unit: 'accounts/s', target: '>= 500' }
   } finally {
-    await database.close()
-    await pgdb.drop().catch(() => {})
-    await slapd.stop()
-    rmSync(dir, { recursive: true, force: true })
+    await rig.stop()
   }
 }
 
@@ -71,7 +45,7 @@ async function benchJoin (): Promise<Result[]> {
   try {
     const url = loadConfig({ configPath: a.peer.configPath }).database.url as string
     const db = new Kysely<AccountsSchema>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 2 }) }) })
-    const cs = claims(E2E_N, a.peer.uuid, 'j')
+    const cs = pageClaims('j', E2E_N, ed25519Line('bench')).map((c) => ({ ...c, origin: a.peer.uuid }))
     const uids = assignClaimUids(cs)
     const rows = cs.map((c) => ({ name: c.name, origin: c.origin, created_at: new Date(c.createdAt), uid_number: uids.get(claimKey(c)) as number, gecos: '', shell: c.shell, keys: JSON.stringify(c.keys), state: 'active' as const, synced: true }))
     for (let i = 0; i < rows.length; i += 500) await db.insertInto('accounts').values(rows.slice(i, i + 500)).execute()

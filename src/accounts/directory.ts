@@ -172,6 +172,10 @@ export class LdapDirectory {
     return g === undefined ? null : first(g, 'cn')
   }
 
+  private groupAttributes (u: NewUser): Record<string, string | string[]> {
+    return { objectClass: ['top', 'posixGroup'], cn: u.name, gidNumber: String(u.uidNumber), memberUid: u.name }
+  }
+
   private userAttributes (u: NewUser): Record<string, string | string[]> {
     const ascii = /^[\x20-\x7e]*$/.test(u.gecos)
     return {
@@ -218,7 +222,7 @@ export class LdapDirectory {
       throw err
     }
     try {
-      await c.add(this.groupDn(u.name), { objectClass: ['top', 'posixGroup'], cn: u.name, gidNumber: String(u.uidNumber), memberUid: u.name })
+      await c.add(this.groupDn(u.name), this.groupAttributes(u))
     } catch (err) {
       await c.del(this.userDn(u.name)).catch(() => {})
       if (err instanceof AlreadyExistsError) throw new ConflictError(`group "${u.name}" already exists`, { cause: err })
@@ -255,7 +259,7 @@ export class LdapDirectory {
       await inTransaction(c, async (control) => {
         await Promise.all(users.flatMap((u) => [
           c.add(this.userDn(u.name), this.userAttributes(u), control),
-          c.add(this.groupDn(u.name), { objectClass: ['top', 'posixGroup'], cn: u.name, gidNumber: String(u.uidNumber), memberUid: u.name }, control)
+          c.add(this.groupDn(u.name), this.groupAttributes(u), control)
         ]))
       })
     })
@@ -352,7 +356,7 @@ export class LdapDirectory {
       await c.modify(this.groupDn(u.name), new Change({ operation: 'replace', modification: new Attribute({ type: 'gidNumber', values: [String(u.uidNumber)] }) }))
     } catch (err) {
       if (!(err instanceof NoSuchObjectError)) throw err
-      await c.add(this.groupDn(u.name), { objectClass: ['top', 'posixGroup'], cn: u.name, gidNumber: String(u.uidNumber), memberUid: u.name })
+      await c.add(this.groupDn(u.name), this.groupAttributes(u))
     }
   }
 

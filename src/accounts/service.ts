@@ -341,7 +341,7 @@ export class AccountsService {
           const name = order[next++] as string
           try {
             const f = fresh.get(name)
-            if (f !== undefined && await f.committed) await this.applyTree(name, f.user, { keysChanged: false, moved: false, before: null })
+            if (f !== undefined && await f.committed) await this.applyTree(name, f.user, { action: 'added', before: null, locked: false, banned: false })
             else await this.materializeOne(client, name, claims.get(name) ?? [], bans.has(name))
             done.push(name)
           } catch (err) {
@@ -406,19 +406,22 @@ export class AccountsService {
     const user: NewUser = this.c.directory.validate({ name, uidNumber: owner.uidNumber, gecos: owner.gecos, shell: owner.shell, keys: owner.keys })
     const locked = owner.state === 'locked' || banned
     const { action, before } = await this.c.directory.putUserWith(client, user, locked)
-    const keysChanged = before !== null && JSON.stringify(before.keys) !== JSON.stringify([...user.keys].sort())
-    const moved = before !== null && before.uidNumber !== user.uidNumber
-    await this.applyTree(name, user, { keysChanged, moved, before }, action, locked, banned)
+    await this.applyTree(name, user, { action, before, locked, banned })
   }
 
-  /** The user's tree after their LDAP entry is right: renumbered, quota'd, .ssh/authorized_keys. */
-  private async applyTree (name: string, user: NewUser, how: { keysChanged: boolean, moved: boolean, before: { uidNumber: number } | null },
-    action: 'added' | 'changed' | 'unchanged' = 'added', locked = false, banned = false): Promise<void> {
+  /**
+   * The user's tree once their LDAP entry is right (`before`: the entry it
+   * replaced, null for a new one): renumbered, quota'd, .ssh/authorized_keys.
+   */
+  private async applyTree (name: string, user: NewUser, change: { action: 'added' | 'changed' | 'unchanged', before: { uidNumber: number, keys: string[] } | null, locked: boolean, banned: boolean }): Promise<void> {
+    const { action, before, locked, banned } = change
     const root = { root: this.opt.root }
-    if (how.moved && how.before !== null) await rechownHome(root, name, how.before.uidNumber, user.uidNumber)
+    const keysChanged = before !== null && JSON.stringify(before.keys) !== JSON.stringify([...user.keys].sort())
+    const moved = before !== null && before.uidNumber !== user.uidNumber
+    if (moved) await rechownHome(root, name, before.uidNumber, user.uidNumber)
     await this.ensureQuotaTree(name, user.uidNumber)
     try {
-      await ensureHome(root, name, user.uidNumber, user.keys, { rewriteKeys: how.keysChanged || how.moved })
+      await ensureHome(root, name, user.uidNumber, user.keys, { rewriteKeys: keysChanged || moved })
     } catch (err) {
       // a user who filled their tree must not hold up their own lock or unlock: LDAP is already right
       if ((err as NodeJS.ErrnoException).code !== 'EDQUOT') throw err

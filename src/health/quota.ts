@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
 import { lstat, readdir } from 'node:fs/promises'
+import { isSubvolumeRoot } from '../quota/btrfs.js'
 import { join } from 'node:path'
 import type { Config } from '../config/index.js'
 import { run } from '../systemd/run.js'
@@ -43,14 +44,14 @@ async function btrfsState (root: string, fsType: string): Promise<Check> {
   return check('quota', 'ok', `btrfs qgroups enabled on ${root}`)
 }
 
-/** users/* that are directories but not subvolume roots (inode 256): made before quota = "btrfs" was set. */
+/** users/* that are directories but not subvolume roots: made before quota = "btrfs" was set. */
 async function plainUserTrees (root: string): Promise<string[]> {
   const users = join(root, 'users')
   const names = await readdir(users).catch(() => [] as string[])
   const out: string[] = []
   for (const n of names.sort()) {
     const st = await lstat(join(users, n)).catch(() => null)
-    if (st !== null && st.isDirectory() && st.ino !== 256) out.push(n)
+    if (st !== null && st.isDirectory() && !await isSubvolumeRoot(join(users, n))) out.push(n)
   }
   return out
 }

@@ -17,6 +17,12 @@ const BTRFS_MAGIC = 0x9123683e
 /** the inode number of every btrfs subvolume root */
 const SUBVOL_ROOT_INO = 256
 
+/** Whether `dir` is the root of a btrfs subvolume (not a plain directory inside one). */
+export async function isSubvolumeRoot (dir: string): Promise<boolean> {
+  const st = await lstat(dir)
+  return st.isDirectory() && st.ino === SUBVOL_ROOT_INO
+}
+
 /**
  * btrfs qgroups: each user tree is its own subvolume with a qgroup limit on
  * referenced bytes. The kernel enforces it for everyone, root included; a
@@ -28,11 +34,6 @@ export function btrfsQuota (init: BtrfsQuotaInit): QuotaBackend {
   assertSafePath(root)
   const bin = init.btrfs ?? 'btrfs'
   const run = init.run ?? execRunner
-
-  async function isSubvolume (dir: string): Promise<boolean> {
-    const st = await lstat(dir)
-    return st.isDirectory() && st.ino === SUBVOL_ROOT_INO
-  }
 
   async function subvolumeId (dir: string): Promise<string> {
     const { stdout } = await run(bin, ['inspect-internal', 'rootid', dir])
@@ -54,7 +55,7 @@ export function btrfsQuota (init: BtrfsQuotaInit): QuotaBackend {
       await ensureUsersDir(root)
       if (!await exists(dir)) {
         await run(bin, ['subvolume', 'create', dir])
-      } else if (!await isSubvolume(dir)) {
+      } else if (!await isSubvolumeRoot(dir)) {
         throw new QuotaBackendError(`${dir} exists but is not a btrfs subvolume; move it aside and run again`)
       }
       await ownTree(dir, uid, gid)
@@ -75,7 +76,7 @@ export function btrfsQuota (init: BtrfsQuotaInit): QuotaBackend {
     async removeUserTree (name) {
       const dir = userPath(root, name)
       if (!await exists(dir)) return
-      if (!await isSubvolume(dir)) throw new QuotaBackendError(`${dir} is not a btrfs subvolume; not removing it`)
+      if (!await isSubvolumeRoot(dir)) throw new QuotaBackendError(`${dir} is not a btrfs subvolume; not removing it`)
       await run(bin, ['subvolume', 'delete', '-c', dir])
       // the qgroup goes away by itself once the subvolume is cleaned (HARNESS.md §5)
       await run(bin, ['subvolume', 'sync', root])

@@ -24,6 +24,9 @@ export interface NetnsHost {
   port: string
 }
 
+/** Where a process runs: host `host` of `net` (the option of PeerProcess, startSlapd, startAccountPeer). */
+export interface NetnsPlacement { net: Netns, host: string }
+
 /** Why namespaces cannot be used here, or null when they can (installs iproute2 if it must). */
 export function netnsUnsupported (): string | null {
   if (process.getuid?.() !== 0) return 'network namespaces need root'

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { freePort, waitFor } from './wait.js'
 import { createTestDatabase } from './pg.js'
-import type { Netns } from './netns.js'
+import type { NetnsPlacement } from './netns.js'
 
 const run = promisify(execFile)
 /** dist/test/_util → repository root */
@@ -31,7 +31,7 @@ export interface PeerOptions {
    * address, and reaches PostgreSQL through its Unix socket. centerctl stays
    * on the machine: the admin socket is a file.
    */
-  netns?: { net: Netns, host: string }
+  netns?: NetnsPlacement
 }
 
 /** the port peers in namespaces listen on: each namespace has its own */

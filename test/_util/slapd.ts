@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { Client } from 'ldapts'
 import { OPENSSH_LPK_LDIF } from '../../src/setup/ldap.js'
 import { freePort, sleep } from './wait.js'
-import type { Netns } from './netns.js'
+import type { NetnsPlacement } from './netns.js'
 
 /**
  * A throwaway OpenLDAP for tests, built as in HARNESS.md §1: a custom CA and
@@ -27,7 +27,7 @@ export interface SlapdInit {
    * listens on that namespace's own 127.0.0.1, which only processes inside
    * it (a centerd, nslcd, sshd there) reach; readiness is checked over ldapi.
    */
-  netns?: { net: Netns, host: string }
+  netns?: NetnsPlacement
 }
 
 export interface Slapd {

@@ -1,15 +1,13 @@
-import { execFile } from 'node:child_process'
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { Attribute, Change, Client } from 'ldapts'
 import { PeerProcess, ROOT } from '../_util/peers.js'
+import { runExit, type ExitResult } from '../_util/run.js'
 import { startSlapd, type Slapd } from '../_util/slapd.js'
-import type { Netns } from '../_util/netns.js'
+import type { NetnsPlacement } from '../_util/netns.js'
 import { btrfsUnsupported, mountBtrfs, type BtrfsMount } from '../_util/btrfs.js'
 
-const run = promisify(execFile)
 export const AUTHORIZED_KEYS = join(ROOT, 'dist/src/bin/center-authorized-keys.js')
 
 /** A centerd process with its own slapd (ldaps, custom CA, ppolicy) and its own /center root. */
@@ -29,7 +27,7 @@ export interface AccountPeerOptions {
   /** put /center on a btrfs loop mount with `[center] quota = "btrfs"` (falls back to none where loop mounts fail) */
   btrfs?: boolean
   /** run centerd and its slapd inside this network namespace host; slapd then answers only inside it */
-  netns?: { net: Netns, host: string }
+  netns?: NetnsPlacement
   /** slapd as `centerctl setup ldap` makes it: back-mdb without an fsync per write (olcDbNoSync + checkpoint) */
   slapdNoSync?: boolean
 }
@@ -123,14 +121,8 @@ export async function userBind (s: Slapd, name: string, pw: string): Promise<boo
 }
 
 /** Run center-authorized-keys as sshd would; stdout and exit code. */
-export async function authorizedKeys (p: AccountPeer, user: string): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [AUTHORIZED_KEYS, '--config', p.peer.configPath, user], { timeout: 30_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code?: number, stdout?: string, stderr?: string }
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
-  }
+export async function authorizedKeys (p: AccountPeer, user: string): Promise<ExitResult> {
+  return await runExit(process.execPath, [AUTHORIZED_KEYS, '--config', p.peer.configPath, user])
 }
 
 /** centerctl that is expected to fail: the parsed {name, code, message} it printed. */

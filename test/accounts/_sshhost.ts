@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { aptInstall } from '../_util/apt.js'
+import { runExit, type ExitResult } from '../_util/run.js'
 import { ROOT } from '../_util/peers.js'
 import { waitFor } from '../_util/wait.js'
 import type { Netns } from '../_util/netns.js'
@@ -159,14 +160,9 @@ export async function startSshHost (net: Netns, host: string, peer: AccountPeer)
 }
 
 /** `ssh USER@HOST id -un` from inside netns host `from`; code 0 and the name on a login, 255 on a refusal. */
-export async function sshLogin (net: Netns, from: string, to: SshHost, user: string, keyFile: string): Promise<{ code: number, stdout: string, stderr: string }> {
+export async function sshLogin (net: Netns, from: string, to: SshHost, user: string, keyFile: string): Promise<ExitResult> {
   const w = net.wrap(from, 'ssh', ['-F', '/dev/null', '-i', keyFile, '-o', 'UserKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=no',
     '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', `${user}@${to.ip}`, 'id', '-un'])
-  try {
-    const { stdout, stderr } = await run(w.cmd, w.args, { timeout: 20_000 })
-    return { code: 0, stdout: stdout.trim(), stderr }
-  } catch (err) {
-    const e = err as { code?: number, stdout?: string, stderr?: string }
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout?.trim() ?? '', stderr: e.stderr ?? '' }
-  }
+  const r = await runExit(w.cmd, w.args, 20_000)
+  return { ...r, stdout: r.stdout.trim() }
 }
