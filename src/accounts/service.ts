@@ -91,7 +91,7 @@ export const AccountNotAppliedError = defineError('AccountNotAppliedError', 'not
 const DEFAULT_SHELL = '/bin/bash'
 const RECONCILE_MS = 10_000
 /** backfill pages sent per request: the joiner applies one while the next is on the wire */
-const PAGES_PER_ANSWER = 32
+const PAGES_PER_ANSWER = 8
 /** users per LDAP transaction (two entries each); a failed one is retried user by user */
 const TXN_USERS = 100
 
