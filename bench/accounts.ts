@@ -22,7 +22,7 @@ const E2E_N = 10_000
  * backfill page (AccountsService.ingest).
  */
 async function benchApply (noSync: boolean): Promise<Result> {
-  const rig = await startIngestRig({ noSync })
+  const rig = await startIngestRig({ noSync, transactions: false })
   try {
     const all = pageClaims('b', APPLY_N, ed25519Line('bench'))
     const t0 = performance.now()

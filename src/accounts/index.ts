@@ -23,7 +23,7 @@ export class Accounts {
     const directory = await directoryFromConfig(this.cfg.ldap, this.deps.logger)
     const quota = await this.quotaBackend()
     const service = new AccountsService(
-      { root: this.cfg.center.root, maxEventBytes: this.cfg.limits.maxEventBytes, userLimitBytes: this.cfg.center.userLimitBytes, ...this.init },
+      { root: this.cfg.center.root, maxEventBytes: this.cfg.limits.maxEventBytes, userLimitBytes: this.cfg.center.userLimitBytes, ldapTransactions: this.cfg.ldap.transactions, ...this.init },
       { ...this.deps, directory, ...(quota === null ? {} : { quota }) })
     await service.start()
     this.service = service

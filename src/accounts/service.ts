@@ -36,7 +36,7 @@ export interface AccountsInit {
   backfillPageSize?: number
   /** LDAP requests in flight while applying a batch; @default 16 */
   ldapInFlight?: number
-  /** add new users in LDAP transactions (RFC 5805) when a page brings several; @default true */
+  /** add new users in LDAP transactions (RFC 5805) when a page brings several (config `[ldap] transactions`); @default false */
   ldapTransactions?: boolean
   /** the limit a new user tree gets from the quota backend; @default DEFAULT_USER_LIMIT_BYTES (5 MB) */
   userLimitBytes?: number
@@ -117,7 +117,7 @@ export class AccountsService {
   private readonly opt: Required<AccountsInit>
 
   constructor (init: AccountsInit, private readonly c: AccountsComponents) {
-    this.opt = { lockPollMs: 2000, applyTimeoutMs: 20_000, backfillRetryMs: 30_000, backfillPageSize: 500, ldapInFlight: 16, ldapTransactions: true, userLimitBytes: DEFAULT_USER_LIMIT_BYTES, ...init }
+    this.opt = { lockPollMs: 2000, applyTimeoutMs: 20_000, backfillRetryMs: 30_000, backfillPageSize: 500, ldapInFlight: 16, ldapTransactions: false, userLimitBytes: DEFAULT_USER_LIMIT_BYTES, ...init }
     this.store = new AccountStore(c.db)
     this.local = c.localAccounts ?? (() => readLocalAccounts())
     this.consumer = new InboxConsumer({ service: ACCOUNTS_SERVICE, events: ACCOUNT_EVENTS, what: 'account' }, { ...c, handle: async (env) => { await this.handle(env) } })

@@ -63,6 +63,13 @@ export interface Config {
     /** CA certificate to trust for ldaps:// or StartTLS; null = system CAs */
     caFile: string | null
     starttls: boolean
+    /**
+     * add a backfill's new users in RFC 5805 transactions (one commit per 100
+     * users). Off by default: OpenLDAP 2.5.13 (Debian 12) segfaults when a
+     * connection drops with a transaction open, so a crash of centerd would
+     * take the box's slapd (and every SSH login) down with it.
+     */
+    transactions: boolean
   }
   /** the /center tree (RFC 3 "Center Directory") and its per-user quota */
   center: {
@@ -221,7 +228,8 @@ function toConfig (raw: RawConfig, path: string | null, cwd: string): Config {
       bindDn: raw.ldap?.bind_dn ?? 'cn=admin,dc=center,dc=local',
       passwordFile: inState(raw.ldap?.password_file, 'ldap.secret'),
       caFile: raw.ldap?.ca_file === undefined ? null : rel(raw.ldap.ca_file),
-      starttls: raw.ldap?.starttls ?? true
+      starttls: raw.ldap?.starttls ?? true,
+      transactions: raw.ldap?.transactions ?? false
     },
     center: {
       root: rel(raw.center?.root ?? '/center'),

@@ -20,7 +20,7 @@ export interface RawConfig {
   delivery?: { batch_max_events?: number, window_frames?: number, ack_timeout_ms?: number, retry_min_ms?: number, retry_max_ms?: number }
   log?: { level?: string }
   metrics?: { listen?: string }
-  ldap?: { url?: string, base_dn?: string, bind_dn?: string, password_file?: string, ca_file?: string, starttls?: boolean }
+  ldap?: { url?: string, base_dn?: string, bind_dn?: string, password_file?: string, ca_file?: string, starttls?: boolean, transactions?: boolean }
   center?: { root?: string, quota?: 'btrfs' | 'setquota' | 'xfs' | 'none', quota_mount?: string, user_limit_mb?: number }
   sync?: { enabled?: boolean, delay_ms?: number, rescan_seconds?: number, ssh_user?: string, ssh_key?: string, ssh_port?: number, host_key?: string }
   [key: string]: unknown
@@ -94,7 +94,8 @@ export const SCHEMA: { type: 'object', additionalProperties: false, properties: 
         bind_dn: str,
         password_file: str,
         ca_file: str,
-        starttls: { type: 'boolean' }
+        starttls: { type: 'boolean' },
+        transactions: { type: 'boolean' }
       }
     },
     center: {

@@ -36,6 +36,8 @@ export interface IngestRig<D extends LdapDirectory> {
  */
 export async function startIngestRig<D extends LdapDirectory = LdapDirectory> (opts: {
   noSync?: boolean
+  /** RFC 5805 transactions for new users (the product's default is off, `[ldap] transactions`); @default true */
+  transactions?: boolean
   /** build the directory (a subclass that injects a fault); @default LdapDirectory */
   directory?: (init: LdapDirectoryInit, c: LdapDirectoryComponents) => D
 } = {}): Promise<IngestRig<D>> {
@@ -56,7 +58,7 @@ export async function startIngestRig<D extends LdapDirectory = LdapDirectory> (o
     const directory = opts.directory?.(init, { logger }) ?? new LdapDirectory(init, { logger }) as D
     const none = null as any
     const root = join(dir, 'center')
-    const svc = new AccountsService({ root, maxEventBytes: 64 * 1024 }, { db: database.db, self: '00000000-0000-4000-8000-000000000001', dispatcher: none, registry: none, peers: none, directory, logger })
+    const svc = new AccountsService({ root, maxEventBytes: 64 * 1024, ldapTransactions: opts.transactions ?? true }, { db: database.db, self: '00000000-0000-4000-8000-000000000001', dispatcher: none, registry: none, peers: none, directory, logger })
     return { svc, directory, slapd, database, root, stop }
   } catch (err) {
     await stop()
