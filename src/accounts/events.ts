@@ -16,8 +16,11 @@ import type { AccountClaim } from './uid.js'
  *   user-del               to '*'   {name, at}
  *   user-backfill-request  to peer  {after: claim | null, limit}
  *   user-backfill          to peer  {after, claims: [...], deletions, locks, next, total, done}
+ *   user-backfill-state    to '*'   {state: 'running' | 'done', received, total, at}   (the sender's own backfill)
  */
-export const ACCOUNT_EVENTS = ['user-add', 'user-lock', 'user-unlock', 'user-del', 'user-backfill-request', 'user-backfill'] as const
+export const ACCOUNT_EVENTS = ['user-add', 'user-lock', 'user-unlock', 'user-del', 'user-backfill-request', 'user-backfill', 'user-backfill-state'] as const
+
+export interface PeerBackfillReport { state: 'running' | 'done', received: number, total: number, at: number }
 
 /** A claim's createdAt may differ from the event's iat by this much (clock skew, queueing before submit). */
 export const CREATED_AT_SLACK_MS = 10 * 60_000
@@ -69,4 +72,15 @@ export function checkCursor (v: unknown): AccountClaim | null {
   checkUsernameSyntax(c.name)
   if (!isUuid(c.origin)) throw new SchemaError('cursor origin must be a UUID')
   return { name: c.name, origin: c.origin, createdAt: time(c.createdAt, 'cursor createdAt') }
+}
+
+const count = (v: unknown, what: string): number => {
+  if (!Number.isSafeInteger(v) || (v as number) < 0 || (v as number) > 2 ** 31 - 1) throw new SchemaError(`${what} must be a non-negative integer`)
+  return v as number
+}
+
+export function checkBackfillReport (v: unknown): PeerBackfillReport {
+  const d = obj(v, 'user-backfill-state data')
+  if (d.state !== 'running' && d.state !== 'done') throw new SchemaError('user-backfill-state state must be "running" or "done"')
+  return { state: d.state, received: count(d.received, 'received'), total: count(d.total, 'total'), at: time(d.at, 'at') }
 }

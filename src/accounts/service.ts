@@ -9,7 +9,8 @@ import type { PeerDirectory } from '../peers/directory.js'
 import type { Envelope } from '../wire/envelope.js'
 import { isUuid } from '../wire/frame.js'
 import { assignClaimUids, claimKey, firstFree, nameState } from './claims.js'
-import { ACCOUNT_EVENTS, CREATED_AT_SLACK_MS, checkClaimData, checkCursor, checkDeletion, checkLockData } from './events.js'
+import { ACCOUNT_EVENTS, CREATED_AT_SLACK_MS, checkBackfillReport, checkClaimData, checkCursor, checkDeletion, checkLockData } from './events.js'
+import { PeerBackfillReports, type PeerBackfillView } from './peer-backfill.js'
 import { ensureHome, homeExists, rechownHome, removeHome } from './home.js'
 import { DEFAULT_USER_LIMIT_BYTES, QuotaBackendError, type QuotaBackend } from '../quota/index.js'
 import type { LdapDirectory, NewUser } from './directory.js'
@@ -94,6 +95,8 @@ const RECONCILE_MS = 10_000
 const PAGES_PER_ANSWER = 8
 /** users per LDAP transaction (two entries each); a failed one is retried user by user */
 const TXN_USERS = 100
+/** a joining peer tells the others its progress at most this often */
+const BACKFILL_TELL_MS = 5000
 
 const sameCursor = (a: AccountClaim | null, b: AccountClaim | null): boolean =>
   a === null || b === null ? a === b : a.name === b.name && a.origin === b.origin && a.createdAt === b.createdAt
@@ -114,11 +117,15 @@ export class AccountsService {
   /** lock changes we emitted and have not seen applied yet: name → locked */
   private readonly emittedLocks = new Map<string, { locked: boolean, at: number }>()
   private backfillAskedAt = 0
+  /** when this peer last told the others how its backfill stands */
+  private backfillToldAt = 0
+  private readonly reports: PeerBackfillReports
   private readonly opt: Required<AccountsInit>
 
   constructor (init: AccountsInit, private readonly c: AccountsComponents) {
     this.opt = { lockPollMs: 2000, applyTimeoutMs: 20_000, backfillRetryMs: 30_000, backfillPageSize: 500, ldapInFlight: 16, ldapTransactions: false, userLimitBytes: DEFAULT_USER_LIMIT_BYTES, ...init }
     this.store = new AccountStore(c.db)
+    this.reports = new PeerBackfillReports(this.store.db)
     this.local = c.localAccounts ?? (() => readLocalAccounts())
     this.consumer = new InboxConsumer({ service: ACCOUNTS_SERVICE, events: ACCOUNT_EVENTS, what: 'account' }, { ...c, handle: async (env) => { await this.handle(env) } })
   }
@@ -129,6 +136,8 @@ export class AccountsService {
     await this.store.db.insertInto('account_backfill').values({ id: 1 }).onConflict((oc) => oc.column('id').doNothing()).execute()
     const bf = await this.backfillStatus()
     if (bf.state === 'running') this.c.logger.info({ peer: bf.peer, received: bf.received, total: bf.total }, 'account backfill resumed where it stopped')
+    // a crash between finishing and telling the others must not leave them showing "joining"
+    if (bf.state !== 'waiting') await this.tellBackfill()
     await this.requeueMissingTrees()
     this.c.peers.on('admitted', this.onAdmitted)
     this.every(this.opt.lockPollMs, async () => { await this.watchLocks() }, 'lock watch')
@@ -158,7 +167,11 @@ export class AccountsService {
     this.timers.push(t)
   }
 
-  private readonly onAdmitted = (): void => { void this.backfillTick().catch(() => {}) }
+  // a peer admitted later (introduced by another) must hear how our backfill stands too
+  private readonly onAdmitted = (): void => {
+    void this.backfillTick().catch(() => {})
+    void this.tellBackfill().catch(() => {})
+  }
 
   // ---- account events -------------------------------------------------------------
 
@@ -177,6 +190,7 @@ export class AccountsService {
       case 'user-del': await this.ingest([], [checkDeletion(env.data, from)], []); return
       case 'user-backfill-request': if (from !== this.c.self) await this.answerBackfill(from, env.data); return
       case 'user-backfill': if (from !== this.c.self) await this.onBackfillPage(from, env.data); return
+      case 'user-backfill-state': if (from !== this.c.self) await this.reports.record(from, checkBackfillReport(env.data)); return
     }
   }
 
@@ -534,9 +548,21 @@ export class AccountsService {
     if (r.peer !== peer.uuid || r.state === 'waiting') {
       await this.store.db.updateTable('account_backfill').set({ peer: peer.uuid, state: 'running', started_at: r.started_at ?? new Date(), updated_at: new Date() }).where('id', '=', 1).execute()
       this.c.logger.info({ peer: peer.uuid, after: r.cursor }, 'account backfill started')
+      await this.tellBackfill()
     }
     await this.askBackfill(peer.uuid, r.cursor)
   }
+
+  /** Tell every peer how this peer's backfill stands (they show it as joining until done). */
+  private async tellBackfill (): Promise<void> {
+    const s = await this.backfillStatus()
+    if (s.state === 'waiting') return
+    this.backfillToldAt = Date.now()
+    await this.c.dispatcher.submit(ACCOUNTS_SERVICE, [{ name: 'user-backfill-state', to: '*', data: { state: s.state, received: s.received, total: s.total, at: Date.now() } }])
+  }
+
+  /** What the other peers said of their backfill: joining or joined, by UUID. */
+  async peerBackfill (): Promise<Map<string, PeerBackfillView>> { return await this.reports.all() }
 
   private async askBackfill (peer: string, after: AccountClaim | null): Promise<void> {
     this.backfillAskedAt = Date.now()
@@ -549,6 +575,7 @@ export class AccountsService {
     let after = checkCursor(d.after)
     const limit = Math.max(1, Math.min(Number.isSafeInteger(d.limit) ? d.limit as number : 500, this.opt.backfillPageSize))
     const total = await this.store.countClaims()
+    await this.reports.asked(from, total)
     const pages: Array<Record<string, unknown>> = []
     for (let i = 0; i < PAGES_PER_ANSWER; i++) {
       const page = await this.buildPage(after, limit)
@@ -600,8 +627,11 @@ export class AccountsService {
     }).where('id', '=', 1).execute()
     if (done) {
       this.c.logger.info({ peer: from, accounts: r.received + claims.length }, 'account backfill done: this peer has every account')
+      await this.tellBackfill()
       return
     }
+    // the first page brings the total; after that, progress now and then
+    if (r.total === 0 || Date.now() - this.backfillToldAt >= BACKFILL_TELL_MS) await this.tellBackfill()
     // more pages of this answer are on their way; ask again after the last one
     if (d.more === true) { this.backfillAskedAt = Date.now(); return }
     await this.askBackfill(from, next)

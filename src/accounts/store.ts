@@ -34,6 +34,7 @@ export type AccountsSchema = {
     finished_at: ColumnType<Date | null, Date | null | undefined, Date | null>
     updated_at: ColumnType<Date, Date | undefined, Date>
   }
+  account_peer_backfill: { peer_uuid: string, state: 'running' | 'done', received: number, total: number, at: ColumnType<Date, Date, Date> }
 }
 
 export function accountsDb (db: Db): Kysely<AccountsSchema> {

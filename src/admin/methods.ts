@@ -52,7 +52,10 @@ function whoami (c: AppContext): Record<string, unknown> {
 
 async function peerList (c: AppContext): Promise<Array<Record<string, unknown>>> {
   const depths = await outboxDepths(c.database.db)
+  // RFC 3: "joining" until that peer has every account (null: no accounts here, or it never said)
+  const backfill = await c.accounts?.service?.peerBackfill() ?? new Map()
   return c.peers.list().map((p) => {
+    const bf = backfill.get(p.uuid)
     const link = c.links.get(p.uuid)
     return {
       uuid: p.uuid,
@@ -68,7 +71,9 @@ async function peerList (c: AppContext): Promise<Array<Record<string, unknown>>>
       lastError: link?.lastError ?? null,
       clockOffsetSeconds: link?.clock.offsetSeconds() ?? null,
       outbox: depths.get(p.uuid)?.depth ?? 0,
-      outboxOldest: depths.get(p.uuid)?.oldest ?? null
+      outboxOldest: depths.get(p.uuid)?.oldest ?? null,
+      accounts: bf === undefined ? null : bf.state === 'joined' ? 'joined' : `joining ${bf.received}/${bf.total}`,
+      backfill: bf ?? null
     }
   })
 }

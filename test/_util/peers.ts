@@ -177,11 +177,41 @@ export async function createTestUser (): Promise<{ name: string, home: string, r
 
 /** Join `newcomer` to `sponsor` exactly as two sysadmins would, through centerctl only. */
 export async function joinPeers (sponsor: PeerProcess, newcomer: PeerProcess, admin: string): Promise<void> {
+  await newcomer.ctl(...await joinArgs(sponsor, newcomer, admin))
+  await approveAndConnect(sponsor, newcomer)
+}
+
+/**
+ * The same with `peer join --wait`, as a sysadmin types it (human output):
+ * the command stays until the sponsor approves and the accounts backfill is
+ * done. Returns its exit code and what it printed.
+ */
+export async function joinPeersWaiting (sponsor: PeerProcess, newcomer: PeerProcess, admin: string): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const args = await joinArgs(sponsor, newcomer, admin)
+  const child = spawn(process.execPath, [CENTERCTL, '--config', newcomer.configPath, ...args, '--wait'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  try {
+    await waitFor('the join request on the sponsor', async () => (await sponsor.ctl('peer', 'requests')).some((r: any) => r.uuid === newcomer.uuid), 20_000, 100)
+    await approveAndConnect(sponsor, newcomer)
+    return { code: await exited, stdout, stderr }
+  } finally {
+    child.kill()
+  }
+}
+
+async function joinArgs (sponsor: PeerProcess, newcomer: PeerProcess, admin: string): Promise<string[]> {
   const invite = await sponsor.ctl('peer', 'invite', admin)
   const secret = readFileSync(invite.path, 'utf8').trim()
   const keyFile = join(newcomer.dir, `sponsor-${sponsor.name}.asc`)
   writeFileSync(keyFile, invite.publicKey)
-  await newcomer.ctl('peer', 'join', '--peer', invite.address, '--uuid', invite.uuid, '--key', keyFile, '--admin', admin, '--secret-file', invite.secretFile, '--secret', secret)
+  return ['peer', 'join', '--peer', invite.address, '--uuid', invite.uuid, '--key', keyFile, '--admin', admin, '--secret-file', invite.secretFile, '--secret', secret]
+}
+
+async function approveAndConnect (sponsor: PeerProcess, newcomer: PeerProcess): Promise<void> {
   const reqs = await sponsor.ctl('peer', 'requests')
   if (!reqs.some((r: any) => r.uuid === newcomer.uuid && r.state === 'pending')) throw new Error(`no pending request from ${newcomer.uuid}`)
   const approved = await sponsor.ctl('peer', 'approve', newcomer.uuid)

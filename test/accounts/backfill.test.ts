@@ -58,6 +58,8 @@ describe('accounts: backfill of a joining peer', { skip }, () => {
       const s = await d.peer.ctl('user', 'backfill')
       return s.state === 'running' && s.received >= 300 && s.received < N - 300 ? s : null
     }, 120_000, 50)
+    const seen = (await a.peer.ctl('peer', 'list')).find((p: any) => p.uuid === d.peer.uuid)
+    assert.match(String(seen?.accounts), /^joining \d+\/2000$/, 'A shows D as joining while its backfill runs')
     await d.peer.kill()
     assert.ok(mid.total === N, `the total is A's account count (${String(mid.total)})`)
     await d.peer.start()
@@ -66,6 +68,7 @@ describe('accounts: backfill of a joining peer', { skip }, () => {
     const m = await d.peer.metrics()
     assert.equal(sample(m, 'center_account_backfill_done'), 1, 'D\'s /metrics says the backfill is done')
     assert.equal(sample(m, 'center_account_backfill_received'), N)
+    await waitFor('A to show D as joined', async () => (await a.peer.ctl('peer', 'list')).find((p: any) => p.uuid === d.peer.uuid)?.accounts === 'joined', 20_000, 250)
     await waitFor('every account applied in D\'s LDAP', async () => (await ldapUsers(d.slapd)).size === N, 60_000, 500)
     const got = await ldapUsers(d.slapd)
     for (const [name, uid] of expected) {

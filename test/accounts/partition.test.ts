@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { lstatSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createTestUser, joinPeers } from '../_util/peers.js'
+import { createTestUser, joinPeers, joinPeersWaiting } from '../_util/peers.js'
 import { slapdAvailability } from '../_util/slapd.js'
 import { waitFor } from '../_util/wait.js'
 import { candidateUid, homeSlot } from '../../src/accounts/uid.js'
@@ -97,8 +97,16 @@ describe('accounts: a partition heals', { skip }, () => {
 
   test('a third peer joining afterwards gets the same owners and numbers (backfill)', async () => {
     const c = P.c = await startAccountPeer('pc', delivery)
-    await joinPeers(P.a!.peer, c.peer, admin.name)
-    await waitFor('backfill done on C', async () => (await c.peer.ctl('user', 'backfill')).state === 'done', 30_000, 250)
+    // as a sysadmin joins: `peer join --wait` stays until approved and every account is here
+    const join = await joinPeersWaiting(P.a!.peer, c.peer, admin.name)
+    assert.equal(join.code, 0, join.stderr)
+    assert.match(join.stderr, new RegExp(`approved: ${P.a!.peer.uuid}`))
+    assert.match(join.stderr, /backfill done: \d+ accounts from [0-9a-f-]{36}; this box is a full peer/)
+    assert.equal((await c.peer.ctl('user', 'backfill')).state, 'done', 'the command returned only once the backfill was done')
+    // the others show C as joined once it said so (it was "joining" before: backfill.test)
+    for (const n of ['a', 'b'] as const) {
+      await waitFor(`${n} to show C as joined`, async () => (await P[n]!.peer.ctl('peer', 'list')).find((p: any) => p.uuid === c.peer.uuid)?.accounts === 'joined', 20_000, 250)
+    }
     const ref = await ldapUsers(P.a!.slapd)
     await waitFor('C to have every account', async () => (await ldapUsers(c.slapd)).size === ref.size, 20_000, 250)
     assert.deepEqual(await ldapUsers(c.slapd), ref)

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { callAdmin } from '../../admin/client.js'
 import { table } from '../output.js'
+import { backfillLine, watchBackfill } from '../backfill.js'
 import type { CliContext } from '../index.js'
 
 export function registerPeerCommands (program: Command, ctx: CliContext): void {
@@ -29,11 +30,20 @@ export function registerPeerCommands (program: Command, ctx: CliContext): void {
     .requiredOption('--admin <user>', 'your user name on the existing peer')
     .requiredOption('--secret-file <name>', 'name of the secret file in your home there')
     .requiredOption('--secret <value>', 'the value in that file')
-    .action(async (o: { peer: string, uuid: string, key: string, admin: string, secretFile: string, secret: string }) => {
+    .option('--wait', 'stay until the peer\'s sysadmin approves, then show the accounts backfill as a progress bar until this box has every account')
+    .action(async (o: { peer: string, uuid: string, key: string, admin: string, secretFile: string, secret: string, wait?: boolean }) => {
       const publicKey = await readFile(o.key, 'utf8')
       const r = await call('peer.join', { peer: o.peer, uuid: o.uuid, publicKey, admin: o.admin, secretFile: o.secretFile, secret: o.secret })
       const more = r.proofs < r.proofsNeeded ? ` It needs ${r.proofsNeeded - r.proofs} more secret file(s): ask for another invitation.` : ''
       ctx.out.print(`join request accepted by ${o.peer}: ${String(r.state)}, waiting for its sysadmin to approve.${more}`, r)
+      if (o.wait !== true || more !== '') return
+      await waitForApproval(call, o.uuid)
+      console.error(`approved: ${o.uuid} admitted this box`)
+      // accounts not provisioned here ([ldap] url unset): nothing to copy
+      if (await call('user.backfill').then(() => true, () => false)) {
+        const end = await watchBackfill(call)
+        console.error(`backfill done: ${end.received} accounts from ${end.peer ?? '-'}; this box is a full peer`)
+      }
     })
 
   peer.command('requests')
@@ -59,7 +69,7 @@ export function registerPeerCommands (program: Command, ctx: CliContext): void {
     .description('admitted peers and their connections')
     .action(async () => {
       const rows = await call('peer.list')
-      ctx.out.print(table(rows, ['uuid', 'domain', 'address', 'state', 'connection', 'unreachableSince', 'outbox', 'lastSeen']), rows)
+      ctx.out.print(table(rows, ['uuid', 'domain', 'address', 'state', 'accounts', 'connection', 'unreachableSince', 'outbox', 'lastSeen']), rows)
     })
 
   peer.command('ban <uuid>')
@@ -92,10 +102,20 @@ export function registerStatusCommand (program: Command, ctx: CliContext): void 
       const s = await callAdmin(ctx.config().admin.socket, 'status')
       const human = [
         `peer ${String(s.uuid)} (${String(s.domain)}) at ${String(s.address)}, up ${String(s.uptimeSeconds)} s, database ${String(s.database)}`,
-        '', 'PEERS', table(s.peers, ['uuid', 'domain', 'connection', 'outbox', 'outboxOldest', 'lastError']),
+        ...(s.accounts === null ? [] : [backfillLine(s.accounts.backfill)]),
+        '', 'PEERS', table(s.peers, ['uuid', 'domain', 'accounts', 'connection', 'outbox', 'outboxOldest', 'lastError']),
         '', `SERVICES (${String(s.serviceConnections)} connected)`, table(s.services, ['name', 'state', 'receive', 'send', 'delivered']),
         '', `events in ${String(s.stats.eventsIn)}, out ${String(s.stats.eventsOut)}; refusals ${JSON.stringify(s.stats.refusals)}`
       ].join('\n')
       ctx.out.print(human, s)
     })
+}
+
+/** Until the peer we asked lists us as admitted: it is active in our peer list once its add-peer-server arrived. */
+async function waitForApproval (call: (method: string) => Promise<any>, uuid: string): Promise<void> {
+  for (;;) {
+    const rows: Array<{ uuid: string, state: string }> = await call('peer.list')
+    if (rows.some((p) => p.uuid === uuid && p.state === 'active')) return
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
 }

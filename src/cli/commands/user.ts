@@ -1,10 +1,10 @@
 import { readFile, stat } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { SingleBar, Presets } from 'cli-progress'
 import { callAdmin } from '../../admin/client.js'
 import { BadRequestError } from '../../errors.js'
 import { KEY_MAX_BYTES } from '../../accounts/keys.js'
 import { table } from '../output.js'
+import { watchBackfill } from '../backfill.js'
 import type { CliContext } from '../index.js'
 
 /**
@@ -94,17 +94,9 @@ export function registerUserCommands (program: Command, ctx: CliContext): void {
     .description('progress of copying every account from a peer when this one joined (RFC 3)')
     .option('--wait', 'show a progress bar until it is done')
     .action(async (o: { wait?: boolean }) => {
-      let s = await call('user.backfill')
+      const s = await call('user.backfill')
       if (o.wait !== true || ctx.out.json()) { ctx.out.print(`backfill ${String(s.state)}: ${String(s.received)}/${String(s.total)} accounts from ${String(s.peer ?? '-')}`, s); return }
-      const bar = new SingleBar({ format: 'accounts backfill [{bar}] {value}/{total} ({state})', hideCursor: true }, Presets.shades_classic)
-      bar.start(Math.max(1, Number(s.total)), Number(s.received), { state: s.state })
-      while (s.state !== 'done') {
-        await new Promise((resolve) => setTimeout(resolve, 250))
-        s = await call('user.backfill')
-        bar.setTotal(Math.max(1, Number(s.total), Number(s.received)))
-        bar.update(Number(s.received), { state: s.state })
-      }
-      bar.stop()
-      ctx.out.print(`backfill done: ${String(s.received)} accounts from ${String(s.peer)}`, s)
+      const end = await watchBackfill(call)
+      ctx.out.print(`backfill done: ${String(end.received)} accounts from ${String(end.peer)}`, end)
     })
 }
