@@ -17,9 +17,13 @@ export class PeerBackfillReports {
 
   async record (peer: string, r: PeerBackfillReport): Promise<void> {
     const row = { peer_uuid: peer, state: r.state, received: r.received, total: r.total, at: new Date(r.at) }
+    // done is final (a peer backfills once), so it wins whatever its time; a
+    // progress report only replaces an older one (delivery may reorder them)
     await this.db.insertInto('account_peer_backfill').values(row)
-      .onConflict((oc) => oc.column('peer_uuid').doUpdateSet({ state: row.state, received: row.received, total: row.total, at: row.at })
-        .where('account_peer_backfill.at', '<', row.at))
+      .onConflict((oc) => {
+        const set = oc.column('peer_uuid').doUpdateSet({ state: row.state, received: row.received, total: row.total, at: row.at })
+        return r.state === 'done' ? set : set.where('account_peer_backfill.at', '<', row.at).where('account_peer_backfill.state', '=', 'running')
+      })
       .execute()
   }
 
