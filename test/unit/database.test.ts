@@ -11,7 +11,7 @@ import { createTestDatabase } from '../_util/pg.js'
 
 const logger = pino({ level: 'silent' })
 const TABLES = [
-  'account_backfill', 'account_bans', 'account_deletions', 'account_locks', 'accounts',
+  'account_backfill', 'account_bans', 'account_deletions', 'account_locks', 'account_peer_backfill', 'accounts',
   'appdata', 'appmetadata', 'bans', 'inbox', 'invites', 'join_attempts', 'join_requests', 'metadata', 'outbox',
   'own_key_rotations', 'peer_candidates', 'peer_previous_keys', 'peer_records', 'peer_seq', 'peers',
   'ratchet_sessions', 'resources', 'seen_nonces', 'service_sends', 'services', 'tokens'
