@@ -38,17 +38,26 @@ describe('SSH logins of a center user on three namespaced peers', { skip }, () =
   const from = (to: string): string => names[(names.indexOf(to) + 1) % names.length] as string
   const login = async (to: string): Promise<{ code: number, stdout: string, stderr: string }> => await sshLogin(net, from(to), H[to] as SshHost, 'alice', keyFile)
 
+  // the set-up has many parts; a failure names the one that failed (CI shows only the message)
+  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn()
+    } catch (err) {
+      throw new Error(`set-up step "${what}" failed: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
   before(async () => {
     machineNsswitch = nsswitchHash()
-    net = await Netns.create(names, 'cn3s')
-    admin = await createTestUser()
+    net = await step('network namespaces', async () => await Netns.create(names, 'cn3s'))
+    admin = await step('test user', async () => await createTestUser())
     for (const n of names) {
-      P[n] = await startAccountPeer(n, '', undefined, { netns: { net, host: n } })
-      H[n] = await startSshHost(net, n, P[n] as AccountPeer)
+      P[n] = await step(`centerd and slapd on ${n}`, async () => await startAccountPeer(n, '', undefined, { netns: { net, host: n } }))
+      H[n] = await step(`nslcd and sshd on ${n}`, async () => await startSshHost(net, n, P[n] as AccountPeer))
     }
-    await joinPeers(P.a!.peer, P.b!.peer, admin.name)
-    await joinPeers(P.a!.peer, P.c!.peer, admin.name)
-    await waitFor('B and C to connect', async () => (await P.b!.peer.ctl('peer', 'list')).some((p: any) => p.uuid === P.c!.peer.uuid && p.connection === 'open'), 30_000, 250)
+    await step('A and B join', async () => { await joinPeers(P.a!.peer, P.b!.peer, admin.name) })
+    await step('A and C join', async () => { await joinPeers(P.a!.peer, P.c!.peer, admin.name) })
+    await step('B and C connect', async () => await waitFor('B and C to connect', async () => (await P.b!.peer.ctl('peer', 'list')).some((p: any) => p.uuid === P.c!.peer.uuid && p.connection === 'open'), 30_000, 250))
     keyFile = join(H.a!.dir, 'alice_key')
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'alice@laptop', '-f', keyFile])
     pub = readFileSync(`${keyFile}.pub`, 'utf8').trim()
