@@ -37,5 +37,4 @@ export class PeerBackfillReports {
     const rows = await this.db.selectFrom('account_peer_backfill').selectAll().execute()
     return new Map(rows.map((r) => [r.peer_uuid, { state: r.state === 'done' ? 'joined' : 'joining', received: r.received, total: r.total }]))
   }
-
 }

@@ -72,8 +72,7 @@ async function peerList (c: AppContext): Promise<Array<Record<string, unknown>>>
       clockOffsetSeconds: link?.clock.offsetSeconds() ?? null,
       outbox: depths.get(p.uuid)?.depth ?? 0,
       outboxOldest: depths.get(p.uuid)?.oldest ?? null,
-      accounts: bf === undefined ? null : bf.state === 'joined' ? 'joined' : `joining ${bf.received}/${bf.total}`,
-      backfill: bf ?? null
+      accounts: bf === undefined ? null : bf.state === 'joined' ? 'joined' : `joining ${bf.received}/${bf.total}`
     }
   })
 }
