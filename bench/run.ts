@@ -5,6 +5,8 @@ import { benchSync } from './sync.js'
 
 // `npm run bench [dispatcher|signatures|accounts]`: results in bench/results/*.json and a short table.
 // The simulators have their own scripts: `npm run sim:kademlia`, `npm run sim:hashtags`.
+// the daemons log as a box does by default (tests keep debug, to read the logs back)
+process.env.CENTER_TEST_LOG_LEVEL ??= 'info'
 const which = new Set(process.argv.slice(2))
 const all = which.size === 0
 

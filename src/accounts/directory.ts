@@ -157,6 +157,15 @@ export class LdapDirectory {
     })
   }
 
+  /** The names of every user entry and every group entry (a start-up comparison with the claim log). */
+  async entryNames (): Promise<{ users: Set<string>, groups: Set<string> }> {
+    return await this.withClient(async (c) => {
+      const people = await c.search(this.peopleDn, { scope: 'one', filter: '(objectClass=posixAccount)', attributes: ['uid'], paged: true })
+      const groups = await c.search(this.groupsDn, { scope: 'one', filter: '(objectClass=posixGroup)', attributes: ['cn'], paged: true })
+      return { users: new Set(people.searchEntries.map((e) => first(e, 'uid'))), groups: new Set(groups.searchEntries.map((e) => first(e, 'cn'))) }
+    })
+  }
+
   /** Which name holds `uid` as a uidNumber or gidNumber, or null (for `allocateUid`). */
   async ownerOf (uid: number): Promise<string | null> {
     return await this.withClient(async (c) => await this.readOwner(c, uid))

@@ -144,7 +144,10 @@ export class AccountsService {
     this.every(RECONCILE_MS, async () => { await this.reconcile() }, 'reconcile')
     this.every(Math.min(this.opt.backfillRetryMs, 5000), async () => { await this.backfillTick() }, 'backfill')
     this.consumer.drain()
-    void this.reconcile().catch((err) => { this.c.logger.warn({ err: (err as Error).message }, 'reconcile failed') })
+    void this.requeueLdapDrift()
+      .catch((err) => { this.c.logger.warn({ err: (err as Error).message }, 'LDAP not compared with the accounts at start; the next reconcile applies what is pending') })
+      .then(async () => await this.reconcile())
+      .catch((err) => { this.c.logger.warn({ err: (err as Error).message }, 'reconcile failed') })
     void this.backfillTick().catch(() => {})
   }
 
@@ -471,6 +474,25 @@ export class AccountsService {
     this.c.logger.warn({ users: missing.slice(0, 20), count: missing.length }, 'user trees missing here are made again')
   }
 
+  /**
+   * At start: LDAP against the claim log. slapd runs back_mdb with
+   * nometasync (`centerctl setup ldap`), so a power loss may undo its last
+   * commit: an account applied here whose user or group entry is gone, or a
+   * removed one whose entry is back, is applied again by the next reconcile.
+   * Entries of names the claim log does not know are not ours and are left.
+   */
+  private async requeueLdapDrift (): Promise<void> {
+    const { users, groups } = await this.c.directory.entryNames()
+    const held = new Set(await this.store.heldNames())
+    const missing = [...held].filter((n) => !users.has(n) || !groups.has(n))
+    const extra = [...new Set([...users, ...groups])].filter((n) => !held.has(n))
+    const known = new Set<string>()
+    for (let i = 0; i < extra.length; i += 1000) for (const r of await this.store.claimsOf(extra.slice(i, i + 1000))) if (r.synced) known.add(r.name)
+    if (missing.length + known.size === 0) return
+    await this.store.markUnsynced([...missing, ...known])
+    this.c.logger.warn({ missing: missing.slice(0, 20), leftover: [...known].slice(0, 20), count: missing.length + known.size }, 'LDAP differs from the accounts (an undone write?); applying them again')
+  }
+
   /** A deleted user's tree goes by its backend (a subvolume cannot be rm'd), or as a plain directory. */
   private async removeTree (name: string): Promise<boolean> {
     const quota = this.c.quota
@@ -617,7 +639,9 @@ export class AccountsService {
     const claims = d.claims.map((x) => checkClaimData(x))
     const deletions = d.deletions.map((x) => checkDeletion(x, from))
     const locks = d.locks.map((x) => { const l = x as Record<string, unknown>; return checkLockData(l, l?.locked === true, isUuid(l?.by) ? l.by : from) })
+    const t0 = performance.now()
     await this.ingest(claims, deletions, locks)
+    this.c.logger.debug({ claims: claims.length, ms: Math.round(performance.now() - t0), more: d.more === true }, 'backfill page applied')
     const next = checkCursor(d.next)
     const done = d.done === true
     const total = Number.isSafeInteger(d.total) ? d.total as number : 0

@@ -62,7 +62,7 @@ export class PeerProcess {
       args.push('--database-url', o.netns !== undefined ? db.socketUrl as string : db.url)
     }
     await peer.ctl(...args)
-    const toml = readFileSync(peer.configPath, 'utf8').replace('[peer]\n', `[peer]\n${o.peerToml ?? ''}\n`) + '\n[log]\nlevel = "debug"\n[metrics]\nlisten = "127.0.0.1:0"\n' + (o.extraToml ?? '')
+    const toml = readFileSync(peer.configPath, 'utf8').replace('[peer]\n', `[peer]\n${o.peerToml ?? ''}\n`) + `\n[log]\nlevel = "${process.env.CENTER_TEST_LOG_LEVEL ?? 'debug'}"\n[metrics]\nlisten = "127.0.0.1:0"\n` + (o.extraToml ?? '')
     writeFileSync(peer.configPath, toml)
     peer.uuid = (await peer.ctl('whoami')).uuid
     return peer

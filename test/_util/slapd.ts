@@ -17,11 +17,24 @@ import type { NetnsPlacement } from './netns.js'
  * `stop()` kills it and removes the temp dir; it is safe to call twice.
  */
 
+export type MdbSync = 'full' | 'nometasync' | 'nosync'
+
+const MDB_SYNC_LDIF: Record<MdbSync, string> = {
+  full: '',
+  nometasync: 'olcDbEnvFlags: nometasync\n',
+  nosync: 'olcDbNoSync: TRUE\nolcDbCheckpoint: 1024 1\n'
+}
+
 export interface SlapdInit {
   /** @default 3 */
   maxFailures?: number
-  /** mdb without an fsync per write (olcDbNoSync), flushed by checkpoint each minute; @default false */
-  noSync?: boolean
+  /**
+   * How back-mdb syncs a commit. 'nometasync' is what `centerctl setup ldap`
+   * makes (one fsync per commit, the meta page rides on the next); 'full' is
+   * slapd's own default (two); 'nosync' (olcDbNoSync + a checkpoint each
+   * minute) is unsafe and only a benchmark's comparison. @default 'nometasync'
+   */
+  mdbSync?: MdbSync
   /**
    * Run slapd inside this network namespace host (test/_util/netns.ts): it
    * listens on that namespace's own 127.0.0.1, which only processes inside
@@ -96,7 +109,7 @@ function mkcerts (dir: string): void {
   openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', '/CN=Other CA', '-keyout', 'other-ca.key', '-out', 'other-ca.crt'])
 }
 
-function configLdif (d: string, t: string, noSync = false): string {
+function configLdif (d: string, t: string, mdbSync: MdbSync): string {
   return `dn: cn=config
 objectClass: olcGlobal
 cn: config
@@ -145,7 +158,7 @@ olcDbDirectory: ${d}/data
 olcDbMaxSize: 104857600
 olcDbIndex: objectClass eq
 olcDbIndex: uid,uidNumber,gidNumber,memberUid eq
-${noSync ? (process.env.CENTER_NOMETA !== undefined ? 'olcDbEnvFlags: nometasync\n' : 'olcDbNoSync: TRUE\nolcDbCheckpoint: 1024 1\n') : ''}olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
+${MDB_SYNC_LDIF[mdbSync]}olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {1}to * by * read
 
 dn: olcOverlay={0}ppolicy,olcDatabase={1}mdb,cn=config
@@ -169,10 +182,10 @@ function baseLdif (maxFailures: number): string {
 }
 
 /** mkslapd.sh: cn=config and the base entries, offline. */
-function mkslapd (d: string, t: string, maxFailures: number, noSync: boolean): void {
+function mkslapd (d: string, t: string, maxFailures: number, mdbSync: MdbSync): void {
   mkdirSync(join(d, 'slapd.d'), { recursive: true })
   mkdirSync(join(d, 'data'), { recursive: true })
-  writeFileSync(join(d, 'config.ldif'), configLdif(d, t, noSync))
+  writeFileSync(join(d, 'config.ldif'), configLdif(d, t, mdbSync))
   execFileSync('slapadd', ['-q', '-n0', '-F', join(d, 'slapd.d'), '-l', join(d, 'config.ldif')], { stdio: ['ignore', 'ignore', 'pipe'] })
   writeFileSync(join(d, 'base.ldif'), baseLdif(maxFailures))
   execFileSync('slapadd', ['-q', '-n1', '-F', join(d, 'slapd.d'), '-l', join(d, 'base.ldif')], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -231,7 +244,7 @@ export async function startSlapd (init: SlapdInit = {}): Promise<Slapd> {
     const tls = join(dir, 'tls')
     const d = join(dir, 's')
     mkcerts(tls)
-    mkslapd(d, tls, init.maxFailures ?? 3, init.noSync === true)
+    mkslapd(d, tls, init.maxFailures ?? 3, init.mdbSync ?? 'nometasync')
     const [ldapPort, ldapsPort] = [await freePort(), await freePort()]
     const ldapiUrl = `ldapi://${encodeURIComponent(join(d, 'ldapi'))}`
     child = spawnSlapd(d, ldapPort, ldapsPort, ldapiUrl, init.netns)

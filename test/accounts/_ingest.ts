@@ -7,7 +7,7 @@ import { LdapDirectory, type LdapDirectoryComponents, type LdapDirectoryInit } f
 import { AccountsService } from '../../src/accounts/service.js'
 import type { ClaimData } from '../../src/accounts/store.js'
 import { createTestDatabase } from '../_util/pg.js'
-import { startSlapd, type Slapd } from '../_util/slapd.js'
+import { startSlapd, type MdbSync, type Slapd } from '../_util/slapd.js'
 
 /** The peer new claims come from in these pages. */
 export const PAGE_ORIGIN = '00000000-0000-4000-8000-000000000002'
@@ -35,13 +35,14 @@ export interface IngestRig<D extends LdapDirectory> {
  * are left out.
  */
 export async function startIngestRig<D extends LdapDirectory = LdapDirectory> (opts: {
-  noSync?: boolean
+  /** how slapd's back-mdb syncs a commit; @default 'nometasync', as `centerctl setup ldap` makes it */
+  mdbSync?: MdbSync
   /** RFC 5805 transactions for new users (the product's default is off, `[ldap] transactions`); @default true */
   transactions?: boolean
   /** build the directory (a subclass that injects a fault); @default LdapDirectory */
   directory?: (init: LdapDirectoryInit, c: LdapDirectoryComponents) => D
 } = {}): Promise<IngestRig<D>> {
-  const slapd = await startSlapd({ noSync: opts.noSync === true })
+  const slapd = await startSlapd({ mdbSync: opts.mdbSync ?? 'nometasync' })
   const pgdb = await createTestDatabase('center_ingest')
   const dir = mkdtempSync(join(tmpdir(), 'cn3-ingest-'))
   const logger = pino({ level: 'silent' })

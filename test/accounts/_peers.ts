@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { Attribute, Change, Client } from 'ldapts'
 import { PeerProcess, ROOT } from '../_util/peers.js'
 import { runExit, type ExitResult } from '../_util/run.js'
-import { startSlapd, type Slapd } from '../_util/slapd.js'
+import { startSlapd, type MdbSync, type Slapd } from '../_util/slapd.js'
 import type { NetnsPlacement } from '../_util/netns.js'
 import { btrfsUnsupported, mountBtrfs, type BtrfsMount } from '../_util/btrfs.js'
 
@@ -28,12 +28,12 @@ export interface AccountPeerOptions {
   btrfs?: boolean
   /** run centerd and its slapd inside this network namespace host; slapd then answers only inside it */
   netns?: NetnsPlacement
-  /** slapd as `centerctl setup ldap` makes it: back-mdb without an fsync per write (olcDbNoSync + checkpoint) */
-  slapdNoSync?: boolean
+  /** how slapd's back-mdb syncs a commit; @default 'nometasync', as `centerctl setup ldap` makes it */
+  mdbSync?: MdbSync
 }
 
 export async function startAccountPeer (name: string, extra = '', advertisePort?: number, opts: AccountPeerOptions = {}): Promise<AccountPeer> {
-  const slapd = await startSlapd({ maxFailures: 3, noSync: opts.slapdNoSync === true, ...(opts.netns === undefined ? {} : { netns: opts.netns }) })
+  const slapd = await startSlapd({ maxFailures: 3, mdbSync: opts.mdbSync ?? 'nometasync', ...(opts.netns === undefined ? {} : { netns: opts.netns }) })
   const dir = mkdtempSync(join(tmpdir(), `cn3-acct-${name}-`))
   // like /center on a real box: the user (after the command drops to their uid) must be able to walk down to it
   chmodSync(dir, 0o755)
