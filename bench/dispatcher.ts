@@ -55,10 +55,11 @@ export async function benchDispatcher (): Promise<Result[]> {
     const rx = await connectService({ socket: b.servicesSocket, token: (await b.ctl('service', 'add', 'bench', '--receive', 'bench.ev')).token })
     const got = { n: 0 }
     const lat: number[] = []
+    const trace: Array<[number, number]> = []
     await rx.subscribe(['bench.ev'], (ev) => {
       got.n++
       const t = (ev.data as { t: number }).t
-      if (t > 0) lat.push(performance.now() - t)
+      if (t > 0) { lat.push(performance.now() - t); trace.push([t, performance.now() - t]) }
     })
     await throughput(tx, got, b.uuid, 2000) // warm-up
     const rates: number[] = []
@@ -67,6 +68,7 @@ export async function benchDispatcher (): Promise<Result[]> {
     await steadyLatency(tx, lat, b.uuid, 1000, 10)
     await tx.close()
     await rx.close()
+    if (process.env.CENTER_BENCH_LAT_TRACE !== undefined) writeFileSync(process.env.CENTER_BENCH_LAT_TRACE, JSON.stringify(trace))
     return [
       { name: 'events/s pipelined, median of 3 x 20,000', value: Math.round(percentile(rates, 0.5)), unit: 'events/s', target: '>= 10000' },
       { name: 'events/s pipelined, min of 3', value: Math.round(Math.min(...rates)), unit: 'events/s' },
