@@ -59,7 +59,10 @@ export async function benchDispatcher (): Promise<Result[]> {
     await rx.subscribe(['bench.ev'], (ev) => {
       got.n++
       const t = (ev.data as { t: number }).t
-      if (t > 0) { lat.push(performance.now() - t); trace.push([t, performance.now() - t]) }
+      if (t === 0) return
+      const ms = performance.now() - t
+      lat.push(ms)
+      trace.push([t, ms])
     })
     await throughput(tx, got, b.uuid, 2000) // warm-up
     const rates: number[] = []
