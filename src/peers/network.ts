@@ -57,6 +57,9 @@ const GREET_MAX_ATTEMPTS = 30
 export class PeerNetwork {
   private readonly consumer: InboxConsumer
   private timer: NodeJS.Timeout | null = null
+  /** the greetDue pass under way, and whether another was asked for meanwhile */
+  private greeting: Promise<void> | null = null
+  private greetAgain = false
   readonly records: PeerRecords
   /** Kademlia FIND_NODE over the dispatcher, among admitted peers */
   readonly lookup: PeerLookup
@@ -200,8 +203,30 @@ export class PeerNetwork {
       .onConflict((oc) => oc.column('uuid').doUpdateSet(state === 'greeting' ? row : rest)).execute()
   }
 
-  /** Send add-peer-server to every introduced newcomer whose turn it is; back off on failure. */
+  /**
+   * Send add-peer-server to every introduced newcomer whose turn it is; back
+   * off on failure. One pass at a time (the timer and each introduction call
+   * this): two passes greeting one candidate at once could interleave a
+   * refused greeting's clean-up with the other's success and forget a peer
+   * that had just accepted us, for good. A call during a pass gets one more
+   * pass after it.
+   */
   async greetDue (): Promise<void> {
+    if (this.greeting !== null) {
+      this.greetAgain = true
+      await this.greeting
+      return
+    }
+    this.greeting = (async () => {
+      do {
+        this.greetAgain = false
+        await this.greetPass()
+      } while (this.greetAgain)
+    })().finally(() => { this.greeting = null })
+    await this.greeting
+  }
+
+  private async greetPass (): Promise<void> {
     const due = await this.c.db.selectFrom('peer_candidates').selectAll().where('state', '=', 'greeting').where('next_try', '<=', new Date()).execute()
     for (const cand of due) {
       if (cand.attempts >= GREET_MAX_ATTEMPTS) {

@@ -27,11 +27,11 @@ function cardOf (p: InProcessPeer): Parameters<InProcessPeer['daemon']['ctx']['j
   return { uuid: p.uuid, domain: ctx.identity.domain, address: ctx.advertise(), publicArmored: ctx.identity.publicArmored, bundle: bundleOf(ctx.identity.signal), sponsor: SPONSOR }
 }
 
-async function candidate (on: InProcessPeer, of: InProcessPeer, state: 'heard' | 'greeting'): Promise<void> {
+async function candidate (on: InProcessPeer, of: InProcessPeer, state: 'heard' | 'greeting', nextTry = new Date(Date.now() + 3600_000)): Promise<void> {
   const c = cardOf(of)
   await on.daemon.ctx.database.db.insertInto('peer_candidates').values({
     uuid: c.uuid, domain: c.domain, address: c.address, public_key: c.publicArmored, fingerprint: of.daemon.ctx.identity.fingerprint,
-    signal_bundle: JSON.stringify(c.bundle), introduced_by: SPONSOR, state, next_try: new Date(Date.now() + 3600_000)
+    signal_bundle: JSON.stringify(c.bundle), introduced_by: SPONSOR, state, next_try: nextTry
   }).execute()
 }
 
@@ -51,4 +51,24 @@ test('the other side\'s greeting is taken while ours is still being retried, and
     x.daemon.ctx.links.get(y.uuid)?.state === 'open' && y.daemon.ctx.links.get(x.uuid)?.state === 'open', 20_000)
   const cand = await x.daemon.ctx.database.db.selectFrom('peer_candidates').select('state').where('uuid', '=', y.uuid).executeTakeFirstOrThrow()
   assert.equal(cand.state, 'greeted', 'X stops greeting Y')
+})
+
+test('greeting passes run one at a time: three at once greet a due candidate once, and it stays a peer', async () => {
+  // the timer and each introduction start a pass; run at once, each used to
+  // greet the same candidate, and a refused one's clean-up could forget the
+  // peer another had just been accepted by (CI: A never had D in its table)
+  const a = await startInProcessPeer('race-a')
+  const b = await startInProcessPeer('race-b')
+  try {
+    await candidate(a, b, 'greeting', new Date(0))
+    await candidate(b, a, 'heard')
+    await Promise.all([a.daemon.ctx.network.greetDue(), a.daemon.ctx.network.greetDue(), a.daemon.ctx.network.greetDue()])
+    const nonces = await b.daemon.ctx.database.db.selectFrom('seen_nonces').select('nonce').execute()
+    assert.equal(nonces.length, 1, 'B received one add-peer-server, not one per pass')
+    assert.ok(a.daemon.ctx.peers.active(b.uuid) !== undefined, 'B is in A\'s peer list')
+    await waitFor('the link to open', () => a.daemon.ctx.links.get(b.uuid)?.state === 'open', 20_000)
+  } finally {
+    await a.stop()
+    await b.stop()
+  }
 })

@@ -43,7 +43,23 @@ async function openTo (from: string): Promise<string[]> {
 }
 
 const othersOf = (n: string, except: string[] = []): string[] => names.filter((m) => m !== n && !except.includes(m)).map((m) => P(m).uuid).sort()
-const same = (a: string[], b: string[]): boolean => JSON.stringify(a) === JSON.stringify(b)
+const nameOf = (uuid: string): string => names.find((m) => P(m).uuid === uuid) ?? uuid
+
+/**
+ * True once `n` has an open link to each of `expected`; until then it throws
+ * what is missing (waitFor puts the last one in its time-out message), so a
+ * failure says which pair never met and how the link stood.
+ */
+async function reaches (n: string, expected: string[]): Promise<true> {
+  const list = await listOn(n)
+  const missing = expected.filter((u) => !list.some((p: any) => p.uuid === u && p.connection === 'open' && p.state === 'active'))
+  if (missing.length === 0) return true
+  const how = missing.map((u) => {
+    const p = list.find((x: any) => x.uuid === u)
+    return p === undefined ? `${nameOf(u)} not in its table` : `${nameOf(u)} ${p.state as string}/${p.connection as string} outbox ${p.outbox as number}`
+  })
+  throw new Error(`${n} lacks ${how.join('; ')}`)
+}
 
 test('introductions: every peer ends up with a session with every other (D approves E by hand)', { skip }, async () => {
   await joinPeers(P('a'), P('b'), user.name)
@@ -53,7 +69,7 @@ test('introductions: every peer ends up with a session with every other (D appro
   // every pair but D-E within 30 s of the last join
   for (const n of names) {
     const except = n === 'd' ? ['e'] : n === 'e' ? ['d'] : []
-    await waitFor(`${n} to reach every other (but D-E)`, async () => same(await openTo(n), othersOf(n, except)), 30_000, 250)
+    await waitFor(`${n} to reach every other (but D-E)`, async () => await reaches(n, othersOf(n, except)), 30_000, 250)
   }
   // D's greeting policy is manual: E's introduction waits for D's sysadmin
   const req = await waitFor('E in D\'s requests', async () => (await P('d').ctl('peer', 'requests')).find((x: any) => x.uuid === P('e').uuid && x.state === 'pending'), 30_000)
@@ -61,7 +77,7 @@ test('introductions: every peer ends up with a session with every other (D appro
   assert.ok(!(await openTo('d')).includes(P('e').uuid), 'D does not talk to E before approving')
   assert.ok(!(await listOn('d')).some((p: any) => p.uuid === P('e').uuid), 'nor has it in its table')
   await P('d').ctl('peer', 'approve', P('e').uuid)
-  for (const n of ['d', 'e']) await waitFor(`${n} to reach all four others`, async () => same(await openTo(n), othersOf(n)), 30_000, 250)
+  for (const n of ['d', 'e']) await waitFor(`${n} to reach all four others`, async () => await reaches(n, othersOf(n)), 30_000, 250)
   // `peer list --json` agrees everywhere: each peer knows the other four, at their namespace addresses
   for (const n of names) {
     const list = await listOn(n)
@@ -77,7 +93,7 @@ test('introductions: every peer ends up with a session with every other (D appro
 test('a restarted peer has its table back without re-joining', { skip }, async () => {
   await P('b').stop()
   await P('b').start()
-  await waitFor('b to reconnect to all', async () => same(await openTo('b'), othersOf('b')), 30_000, 250)
+  await waitFor('b to reconnect to all', async () => await reaches('b', othersOf('b')), 30_000, 250)
   assert.equal(P('b').logs().filter((l) => l.msg === 'join request sent').length, 1, 'B sent one join request, at the start, and none since')
 })
 
@@ -102,7 +118,7 @@ test('C moves to another address: the others reach it there within 30 s, through
       }, 30_000 - (Date.now() - t0), 250)
     }
     assert.ok(Date.now() - t0 < 30_000)
-    await waitFor('C to reach every other', async () => same(await openTo('c'), othersOf('c')), 30_000, 250)
+    await waitFor('C to reach every other', async () => await reaches('c', othersOf('c')), 30_000, 250)
     // A took the record from another peer (C could not reach it), verified with C's key
     const applied = P('a').logs().filter((l) => l.msg === 'peer record applied' && l.peer === P('c').uuid)
     assert.equal(applied.length, 1, 'A applied C\'s new record once (forwarded copies are not newer)')
@@ -118,7 +134,7 @@ test('C moves to another address: the others reach it there within 30 s, through
   // a restart at the same address announces nothing new
   await P('c').stop()
   await P('c').start()
-  await waitFor('C back', async () => same(await openTo('c'), othersOf('c')), 30_000, 250)
+  await waitFor('C back', async () => await reaches('c', othersOf('c')), 30_000, 250)
   assert.equal(P('c').logs().filter((l) => l.msg === 'peer record announced').length, 1)
 })
 
@@ -143,7 +159,7 @@ test('a dead peer shows as unreachable; events for it queue and arrive when it r
     } finally {
       await rx.close()
     }
-    await waitFor('D back with everyone', async () => same(await openTo('d'), othersOf('d')), 30_000, 250)
+    await waitFor('D back with everyone', async () => await reaches('d', othersOf('d')), 30_000, 250)
   } finally {
     await tx.close()
   }
