@@ -89,7 +89,7 @@ export class Daemon {
       self: identity.uuid,
       activePeers: () => peers.activeList().map((p) => p.uuid),
       isActivePeer: (uuid) => peers.active(uuid) !== undefined,
-      onQueued: (touched) => { links?.wake(touched) }
+      onQueued: (tops) => { links?.queued(tops) }
     })
     const ctxRef: { advertise: () => string } = { advertise: () => '' }
     const join = new JoinService(cfg.limits, {

@@ -13,7 +13,7 @@ export interface DispatcherComponents {
   self: string
   activePeers: () => string[]
   isActivePeer: (uuid: string) => boolean
-  onQueued: (peers: Set<string>) => void
+  onQueued: (tops: Map<string, number>) => void
 }
 
 /** The dispatcher as local services see it: a durable outbox and an ordered inbox. */

@@ -21,8 +21,8 @@ export interface OutboxComponents {
   activePeers: () => string[]
   /** checks a direct `to` without building the list for every event */
   isActivePeer: (uuid: string) => boolean
-  /** told which peers got new outbox rows, after commit */
-  onQueued: (peers: Set<string>) => void
+  /** told which peers got new outbox rows, and the highest seq of each, after commit */
+  onQueued: (tops: Map<string, number>) => void
 }
 
 interface Pending {
@@ -86,34 +86,41 @@ export class Outbox {
     }
   }
 
-  private async commit (batch: Pending[]): Promise<Set<string>> {
+  private async commit (batch: Pending[]): Promise<Map<string, number>> {
     return await this.c.inbox.write(async (tx, insertInbox) => {
       const rows: Row[] = []
       const local: InboxRow[] = []
-      for (const p of batch) {
-        const fresh = await this.fresh(tx, p)
-        p.envelopes.forEach((env, i) => { if (fresh(i)) this.route(env, rows, local) })
-      }
-      await this.insertOutbox(tx, rows)
+      const fresh = await this.fresh(tx, batch)
+      batch.forEach((p, k) => { p.envelopes.forEach((env, i) => { if (fresh(k, i)) this.route(env, rows, local) }) })
+      const tops = await this.insertOutbox(tx, rows)
       await insertInbox(local)
-      return new Set(rows.map((r) => r.peer))
+      return tops
     })
   }
 
-  /** A retried send (same service and nonce) is queued once: returns which events are new. */
-  private async fresh (tx: Tx, p: Pending): Promise<(i: number) => boolean> {
-    const nonces = p.events.map((e) => e.nonce).filter((n): n is string => typeof n === 'string')
-    if (nonces.length === 0) return () => true
-    const res = await tx.insertInto('service_sends').values([...new Set(nonces)].map((nonce) => ({ service: p.service, nonce })))
-      .onConflict((oc) => oc.doNothing()).returning('nonce').execute()
-    const inserted = new Set(res.map((r) => r.nonce))
-    return (i) => {
+  /**
+   * A retried send (same service and nonce) is queued once: which events are
+   * new. One insert for the whole batch: under load a batch gathers hundreds
+   * of requests, and a statement each was most of the commit's time.
+   */
+  private async fresh (tx: Tx, batch: Pending[]): Promise<(k: number, i: number) => boolean> {
+    const keyOf = (service: string, nonce: string): string => `${service}\n${nonce}`
+    const wanted = new Map<string, { service: string, nonce: string }>()
+    for (const p of batch) for (const e of p.events) if (typeof e.nonce === 'string') wanted.set(keyOf(p.service, e.nonce), { service: p.service, nonce: e.nonce })
+    if (wanted.size === 0) return () => true
+    const values = [...wanted.values()]
+    const inserted = new Set<string>()
+    for (let i = 0; i < values.length; i += 5000) {
+      const res = await tx.insertInto('service_sends').values(values.slice(i, i + 5000))
+        .onConflict((oc) => oc.doNothing()).returning(['service', 'nonce']).execute()
+      for (const r of res) inserted.add(keyOf(r.service, r.nonce))
+    }
+    return (k, i) => {
+      const p = batch[k] as Pending
       const n = p.events[i]?.nonce
       if (typeof n !== 'string') return true
       // first event in this batch with a nonce wins; later copies of it are dropped too
-      const ok = inserted.has(n)
-      inserted.delete(n)
-      return ok
+      return inserted.delete(keyOf(p.service, n))
     }
   }
 
@@ -125,11 +132,12 @@ export class Outbox {
     else if (to !== this.c.self) rows.push({ peer: to, env, json })
   }
 
-  private async insertOutbox (tx: Tx, rows: Row[]): Promise<void> {
-    if (rows.length === 0) return
+  /** Returns the highest seq each peer got. */
+  private async insertOutbox (tx: Tx, rows: Row[]): Promise<Map<string, number>> {
+    const next = new Map<string, number>()
+    if (rows.length === 0) return next
     const counts = new Map<string, number>()
     for (const r of rows) counts.set(r.peer, (counts.get(r.peer) ?? 0) + 1)
-    const next = new Map<string, number>()
     for (const [peer, n] of counts) {
       const r = await tx.updateTable('peer_seq').set((eb) => ({ next_out: eb('next_out', '+', n) }))
         .where('peer_uuid', '=', peer).returning('next_out').executeTakeFirst()
@@ -142,6 +150,8 @@ export class Outbox {
       return { peer_uuid: r.peer, seq, name: r.env.name, envelope: r.json, exp: r.env.meta.exp }
     })
     for (let i = 0; i < values.length; i += 1000) await tx.insertInto('outbox').values(values.slice(i, i + 1000)).execute()
+    // `next` now holds each peer's next free seq
+    return new Map([...next].map(([peer, seq]) => [peer, seq - 1]))
   }
 }
 

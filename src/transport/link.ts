@@ -114,6 +114,14 @@ export class Link {
   private ticker: NodeJS.Timeout | null = null
   private lingerTimer: NodeJS.Timeout | null = null
   private lingered = false
+  /**
+   * The highest outbox seq known to be queued for this peer (Infinity: not
+   * known, read to find out). Reads that come back short prove nothing lies
+   * beyond; `queued` moves it up after each commit. An ack-only frame, and
+   * the read after every sent frame, then skip the database.
+   */
+  private queuedTop = Infinity
+  private queuedVersion = 0
   /** the in-memory ratchet record is ahead of the database's (see `accept`) */
   private sessionDirty = false
   private saveTimer: NodeJS.Timeout | null = null
@@ -159,6 +167,13 @@ export class Link {
   /** Work may be waiting in the outbox. */
   wake (): void {
     if (this.state === 'open') this.pump().catch((err) => { this.log.error({ err }, 'send pipeline failed') })
+  }
+
+  /** The outbox committed events for this peer, up to `seq`. */
+  queued (seq: number): void {
+    this.queuedVersion++
+    if (seq > this.queuedTop) this.queuedTop = seq
+    this.wake()
   }
 
   // ---- connection ---------------------------------------------------------
@@ -448,9 +463,14 @@ export class Link {
   }
 
   private async nextRows (after: number): Promise<Array<{ seq: number, envelope: string, exp: number }>> {
+    if (after >= this.queuedTop) return []
+    const version = this.queuedVersion
+    const limit = this.init.delivery.batchMaxEvents
     const rows = await this.c.db.selectFrom('outbox').select(['seq', 'envelope', 'exp'])
       .where('peer_uuid', '=', this.uuid).where('seq', '>', after)
-      .orderBy('seq').limit(this.init.delivery.batchMaxEvents).execute()
+      .orderBy('seq').limit(limit).execute()
+    // a commit during the read may hold rows the read did not see: then keep what it said
+    if (rows.length < limit && version === this.queuedVersion) this.queuedTop = rows.length > 0 ? Number(rows[rows.length - 1]?.seq) : after
     return rows.map((r) => ({ seq: Number(r.seq), envelope: r.envelope, exp: Number(r.exp) }))
   }
 

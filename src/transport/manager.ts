@@ -88,6 +88,11 @@ export class LinkManager {
     for (const p of peers) this.links.get(p)?.wake()
   }
 
+  /** The outbox committed rows: for each peer, the highest seq queued. */
+  queued (tops: Map<string, number>): void {
+    for (const [p, seq] of tops) this.links.get(p)?.queued(seq)
+  }
+
   /** A verified session-reset: the dialer restarts the session from the bundle the acceptor sent. */
   async sessionReset (peer: string, bundle: PeerInfo['bundle']): Promise<void> {
     await this.c.peers.setBundle(peer, bundle)

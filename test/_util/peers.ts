@@ -59,7 +59,10 @@ export class PeerProcess {
     if (o.advertisePort !== undefined) args.push('--advertise', `${peer.host}:${o.advertisePort}`)
     if (db !== null) {
       if (o.netns !== undefined && db.socketUrl === null) throw new Error('a peer in a network namespace needs PostgreSQL on a Unix socket, and none was found')
-      args.push('--database-url', o.netns !== undefined ? db.socketUrl as string : db.url)
+      // the Unix socket when there is one, as `centerctl setup` configures a
+      // box; CENTER_TEST_PG=tcp keeps loopback TCP (a comparison)
+      const tcp = o.netns === undefined && (process.env.CENTER_TEST_PG === 'tcp' || db.socketUrl === null)
+      args.push('--database-url', tcp ? db.url : db.socketUrl as string)
     }
     await peer.ctl(...args)
     const toml = readFileSync(peer.configPath, 'utf8').replace('[peer]\n', `[peer]\n${o.peerToml ?? ''}\n`) + `\n[log]\nlevel = "${process.env.CENTER_TEST_LOG_LEVEL ?? 'debug'}"\n[metrics]\nlisten = "127.0.0.1:0"\n` + (o.extraToml ?? '')

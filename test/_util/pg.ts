@@ -78,8 +78,10 @@ function socketUrlFor (admin: string, database: string): string | null {
   const dirs = socketDir !== null ? [socketDir] : ['/var/run/postgresql', '/tmp']
   const dir = dirs.find((d) => existsSync(join(d, `.s.PGSQL.${port}`)))
   if (dir === undefined || !['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)) return null
-  // what pg (pg-connection-string) and libpq both read: empty host, ?host=/dir
-  return `postgresql://${u.username === '' ? 'postgres' : u.username}@/${database}?host=${encodeURIComponent(dir)}&port=${port}`
+  // what pg (pg-connection-string) and libpq both read: ?host=/dir wins over
+  // the URL's host, which is there so that the URL also parses as a URL (the
+  // form `centerctl setup` writes)
+  return `postgresql://${u.username === '' ? 'postgres' : u.username}@localhost/${database}?host=${encodeURIComponent(dir)}&port=${port}`
 }
 
 /**
