@@ -6,6 +6,9 @@ import type { InboxEvent } from './types.js'
 
 export interface InboxRow { from: string, seq: number, envelope: Envelope, json: string }
 
+/** How many of the newest rows `read` serves from memory. */
+const RECENT_MAX = 8192
+
 /**
  * Accepted events for local services. Every transaction that inserts here runs
  * under one lock, so ids become visible in order and a reader that keeps
@@ -15,11 +18,23 @@ export class Inbox {
   private readonly lock = new Mutex()
   private readonly listeners = new Set<(maxId: number) => void>()
   private maxId = 0
+  /**
+   * The newest rows, in id order, as they were committed: every row with an
+   * id above `recentFloor` is here, so a service that keeps up is served
+   * without reading back what was just written (a query and a parse per
+   * event). Older reads go to the database.
+   */
+  private recent: InboxEvent[] = []
+  private recentHead = 0
+  private recentFloor = 0
 
   constructor (private readonly db: Db) {}
 
   async load (): Promise<void> {
     this.maxId = await this.queryMaxId()
+    this.recent = []
+    this.recentHead = 0
+    this.recentFloor = this.maxId
   }
 
   private async queryMaxId (): Promise<number> {
@@ -41,6 +56,8 @@ export class Inbox {
         })
       })
       if (top > this.maxId) {
+        // ids here are not matched to their rows: the cache starts again above them
+        this.forgetRecentUpTo(top)
         this.maxId = top
         for (const l of this.listeners) l(top)
       }
@@ -58,20 +75,44 @@ export class Inbox {
   async acceptFrame (f: { from: string, rows: InboxRow[], lastIn: number, session: Uint8Array }): Promise<void> {
     await this.lock.run(async () => {
       const ins = f.rows.length === 0
-        ? sql`SELECT NULL::bigint AS id WHERE false`
-        : sql`INSERT INTO inbox (from_uuid, seq, name, envelope, exp) VALUES ${sql.join(f.rows.map((r) => sql`(${r.from}, ${r.seq}, ${r.envelope.name}, ${r.json}, ${r.envelope.meta.exp})`))} RETURNING id`
-      const res = await sql<{ top: string | number }>`
+        ? sql`SELECT NULL::bigint AS id, NULL::bigint AS seq WHERE false`
+        : sql`INSERT INTO inbox (from_uuid, seq, name, envelope, exp) VALUES ${sql.join(f.rows.map((r) => sql`(${r.from}, ${r.seq}, ${r.envelope.name}, ${r.json}, ${r.envelope.meta.exp})`))} RETURNING id, seq`
+      const res = await sql<{ ids: Array<string | number> | null }>`
         WITH ins AS (${ins}),
           mark AS (UPDATE peer_seq SET last_in = ${f.lastIn} WHERE peer_uuid = ${f.from} RETURNING 1),
           rs AS (INSERT INTO ratchet_sessions (peer_uuid, record, updated_at) VALUES (${f.from}, ${Buffer.from(f.session)}, now())
                  ON CONFLICT (peer_uuid) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at RETURNING 1)
-        SELECT coalesce((SELECT max(id) FROM ins), 0) AS top`.execute(this.db)
-      const top = Number(res.rows[0]?.top ?? 0)
+        SELECT (SELECT array_agg(id ORDER BY seq) FROM ins) AS ids`.execute(this.db)
+      // rows come in ascending seq (Link.accept), so ids in seq order pair up with them
+      const ids = (res.rows[0]?.ids ?? []).map(Number)
+      if (ids.length === 0) return
+      const fresh = f.rows.map((r, i) => ({ id: ids[i] as number, envelope: r.envelope })).sort((a, b) => a.id - b.id)
+      const top = (fresh[fresh.length - 1] as InboxEvent).id
       if (top > this.maxId) {
+        this.remember(fresh)
         this.maxId = top
         for (const l of this.listeners) l(top)
+      } else {
+        // not above what we had (cannot happen while ids only grow): not from memory, then
+        this.forgetRecentUpTo(this.maxId)
       }
     })
+  }
+
+  private remember (rows: InboxEvent[]): void {
+    for (const r of rows) this.recent.push(r)
+    const extra = this.recent.length - this.recentHead - RECENT_MAX
+    if (extra > 0) this.forgetRecentUpTo((this.recent[this.recentHead + extra - 1] as InboxEvent).id)
+  }
+
+  /** Rows up to `id` are no longer served from memory. */
+  private forgetRecentUpTo (id: number): void {
+    while (this.recentHead < this.recent.length && (this.recent[this.recentHead] as InboxEvent).id <= id) this.recentHead++
+    if (id > this.recentFloor) this.recentFloor = id
+    if (this.recentHead > 4096) {
+      this.recent = this.recent.slice(this.recentHead)
+      this.recentHead = 0
+    }
   }
 
   /** Most rows `acceptFrame` takes in one statement (bind parameters: 5 per row, 65,535 at most). */
@@ -86,6 +127,7 @@ export class Inbox {
 
   async read (afterId: number, names: readonly string[], limit: number): Promise<InboxEvent[]> {
     if (names.length === 0) return []
+    if (afterId >= this.recentFloor) return this.readRecent(afterId, names, limit)
     const rows = await this.db.selectFrom('inbox').select(['id', 'envelope'])
       .where('id', '>', String(afterId)).where('name', 'in', [...names])
       .where('id', '<=', String(this.maxId))
@@ -93,11 +135,30 @@ export class Inbox {
     return rows.map((r) => ({ id: Number(r.id), envelope: JSON.parse(r.envelope) as Envelope }))
   }
 
+  private readRecent (afterId: number, names: readonly string[], limit: number): InboxEvent[] {
+    const wanted = new Set(names)
+    let lo = this.recentHead
+    let hi = this.recent.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if ((this.recent[mid] as InboxEvent).id <= afterId) lo = mid + 1
+      else hi = mid
+    }
+    const out: InboxEvent[] = []
+    for (let i = lo; i < this.recent.length && out.length < limit; i++) {
+      const r = this.recent[i] as InboxEvent
+      if (wanted.has(r.envelope.name)) out.push(r)
+    }
+    return out
+  }
+
   /** Drop rows every active service has acknowledged, and expired ones. */
   async prune (now: number): Promise<number> {
     const r = await this.db.selectFrom('services').select(sql<number>`min(delivered)`.as('m')).where('state', '=', 'active').executeTakeFirst()
     const floor = r?.m === null || r?.m === undefined ? this.maxId : Number(r.m)
     const res = await this.db.deleteFrom('inbox').where((eb) => eb.or([eb('id', '<=', String(floor)), eb('exp', '<', now)])).executeTakeFirst()
+    // what is gone from the table is not handed out from memory either (expired rows are never delivered)
+    this.forgetRecentUpTo(floor)
     return Number(res.numDeletedRows)
   }
 }

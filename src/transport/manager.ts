@@ -84,10 +84,6 @@ export class LinkManager {
   get (uuid: string): Link | undefined { return this.links.get(uuid) }
   all (): Link[] { return [...this.links.values()] }
 
-  wake (peers: Iterable<string>): void {
-    for (const p of peers) this.links.get(p)?.wake()
-  }
-
   /** The outbox committed rows: for each peer, the highest seq queued. */
   queued (tops: Map<string, number>): void {
     for (const [p, seq] of tops) this.links.get(p)?.queued(seq)

@@ -4,9 +4,10 @@ import { connectService, type ServiceEvent } from '../../src/sdk/index.js'
 import { PeerProcess, createTestUser, joinPeers } from '../_util/peers.js'
 import { waitFor } from '../_util/wait.js'
 
-// The README's tour runs on embedded PGlite: the receive path's one-statement
-// accept (data-modifying CTEs) and the rest of delivery must work there too,
-// across a restart of the receiver.
+// The README's tour runs on embedded PGlite: the one-statement send commit
+// and receive accept (data-modifying CTEs, arrays as parameters), the inbox
+// served from memory, and the rest of delivery must work there too, across a
+// restart of the receiver.
 let a: PeerProcess
 let b: PeerProcess
 let user: Awaited<ReturnType<typeof createTestUser>>

@@ -66,8 +66,10 @@ async function refusedOnce (code: string, before: number, event?: string): Promi
 async function injectEnvelope (text: string): Promise<void> {
   const db = a.daemon.ctx.database.db
   const r = await db.updateTable('peer_seq').set((eb) => ({ next_out: eb('next_out', '+', 1) })).where('peer_uuid', '=', b.uuid).returning('next_out').executeTakeFirstOrThrow()
-  await db.insertInto('outbox').values({ peer_uuid: b.uuid, seq: Number(r.next_out) - 1, name: 'probe.bad', envelope: text, exp: nowSeconds() + 600 }).execute()
-  a.daemon.ctx.links.wake([b.uuid])
+  const seq = Number(r.next_out) - 1
+  await db.insertInto('outbox').values({ peer_uuid: b.uuid, seq, name: 'probe.bad', envelope: text, exp: nowSeconds() + 600 }).execute()
+  // what the outbox does after a commit: the link reads only up to what it was told is queued
+  a.daemon.ctx.links.queued(new Map([[b.uuid, seq]]))
 }
 
 function env (meta: Partial<{ from: string, to: string, iat: number, exp: number }>, name = 'probe.bad'): string {
