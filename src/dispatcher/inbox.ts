@@ -6,8 +6,9 @@ import type { InboxEvent } from './types.js'
 
 export interface InboxRow { from: string, seq: number, envelope: Envelope, json: string }
 
-/** How many of the newest rows `read` serves from memory. */
+/** How many of the newest rows `read` serves from memory, and at most how many bytes of their JSON. */
 const RECENT_MAX = 8192
+const RECENT_MAX_BYTES = 16 * 1024 * 1024
 
 /**
  * Accepted events for local services. Every transaction that inserts here runs
@@ -25,6 +26,9 @@ export class Inbox {
    * event). Older reads go to the database.
    */
   private recent: InboxEvent[] = []
+  /** the JSON size of each row in `recent` (the memory they hold, roughly) */
+  private recentSizes: number[] = []
+  private recentBytes = 0
   private recentHead = 0
   private recentFloor = 0
 
@@ -33,6 +37,8 @@ export class Inbox {
   async load (): Promise<void> {
     this.maxId = await this.queryMaxId()
     this.recent = []
+    this.recentSizes = []
+    this.recentBytes = 0
     this.recentHead = 0
     this.recentFloor = this.maxId
   }
@@ -86,8 +92,8 @@ export class Inbox {
       // rows come in ascending seq (Link.accept), so ids in seq order pair up with them
       const ids = (res.rows[0]?.ids ?? []).map(Number)
       if (ids.length === 0) return
-      const fresh = f.rows.map((r, i) => ({ id: ids[i] as number, envelope: r.envelope })).sort((a, b) => a.id - b.id)
-      const top = (fresh[fresh.length - 1] as InboxEvent).id
+      const fresh = f.rows.map((r, i) => ({ row: { id: ids[i] as number, envelope: r.envelope }, bytes: r.json.length })).sort((a, b) => a.row.id - b.row.id)
+      const top = (fresh[fresh.length - 1] as { row: InboxEvent }).row.id
       if (top > this.maxId) {
         this.remember(fresh)
         this.maxId = top
@@ -99,18 +105,25 @@ export class Inbox {
     })
   }
 
-  private remember (rows: InboxEvent[]): void {
-    for (const r of rows) this.recent.push(r)
-    const extra = this.recent.length - this.recentHead - RECENT_MAX
-    if (extra > 0) this.forgetRecentUpTo((this.recent[this.recentHead + extra - 1] as InboxEvent).id)
+  private remember (rows: Array<{ row: InboxEvent, bytes: number }>): void {
+    for (const r of rows) {
+      this.recent.push(r.row)
+      this.recentSizes.push(r.bytes)
+      this.recentBytes += r.bytes
+    }
+    let drop = this.recentHead
+    let bytes = this.recentBytes
+    while (drop < this.recent.length && (this.recent.length - drop > RECENT_MAX || bytes > RECENT_MAX_BYTES)) bytes -= this.recentSizes[drop++] as number
+    if (drop > this.recentHead) this.forgetRecentUpTo((this.recent[drop - 1] as InboxEvent).id)
   }
 
   /** Rows up to `id` are no longer served from memory. */
   private forgetRecentUpTo (id: number): void {
-    while (this.recentHead < this.recent.length && (this.recent[this.recentHead] as InboxEvent).id <= id) this.recentHead++
+    while (this.recentHead < this.recent.length && (this.recent[this.recentHead] as InboxEvent).id <= id) this.recentBytes -= this.recentSizes[this.recentHead++] as number
     if (id > this.recentFloor) this.recentFloor = id
     if (this.recentHead > 4096) {
       this.recent = this.recent.slice(this.recentHead)
+      this.recentSizes = this.recentSizes.slice(this.recentHead)
       this.recentHead = 0
     }
   }

@@ -91,7 +91,23 @@ test('the inbox hands out its newest rows from memory exactly as the database ho
   await cold.load()
   assert.deepEqual(await cold.read(from, ['ob.y'], 10), fromMemory, 'same ids, same envelopes')
   assert.deepEqual(await d.readInbox(fromMemory[0]?.id as number, ['ob.y', 'ob.z'], 2), await cold.read(fromMemory[0]?.id as number, ['ob.y', 'ob.z'], 2), 'a cursor and a limit')
+  // more rows than memory keeps (8,192): a reader behind them is served from the table, one near the top from memory, alike
+  const start = await d.maxInboxId()
+  for (let f = 0; f < 9; f++) {
+    const many = Array.from({ length: 1000 }, (_, i) => {
+      const envelope: Envelope = { name: 'ob.y', meta: { from: PEER, to: SELF, iat, exp: iat + 600 }, data: { i: 10 + f * 1000 + i } }
+      return { from: PEER, seq: 5 + f * 1000 + i, envelope, json: JSON.stringify(envelope) }
+    })
+    await d.inbox.acceptFrame({ from: PEER, rows: many, lastIn: 4 + (f + 1) * 1000, session: Uint8Array.of(1, 2, 3) })
+  }
+  const cold2 = new Inbox(database.db)
+  await cold2.load()
+  for (const after of [start, start + 500, start + 8500]) {
+    const got = await d.readInbox(after, ['ob.y'], 10_000)
+    assert.deepEqual(got, await cold2.read(after, ['ob.y'], 10_000), `reading after ${after - start}`)
+    assert.equal(got.length, 9000 - (after - start))
+  }
   // no active service: prune drops every row, and memory follows
-  assert.ok(await d.inbox.prune(iat) >= 4)
+  assert.ok(await d.inbox.prune(iat) >= 9004)
   assert.deepEqual(await d.readInbox(from, ['ob.y', 'ob.z'], 10), [])
 })
