@@ -41,8 +41,9 @@ interface DirectRows { ord: number[], service: string[], nonce: Array<string | n
 
 /**
  * Queues events from local services. Requests that arrive while a commit is
- * running are gathered into the next one (group commit): one transaction and
- * multi-row inserts per batch, which is what makes durable sends fast.
+ * running are gathered into the next one (group commit): one statement (or,
+ * with a local copy, one transaction) per batch, which is what makes durable
+ * sends fast.
  */
 export class Outbox {
   private queue: Pending[] = []
@@ -163,8 +164,7 @@ export class Outbox {
 
   /**
    * A retried send (same service and nonce) is queued once: which events are
-   * new. One insert for the whole batch: under load a batch gathers hundreds
-   * of requests, and a statement each was most of the commit's time.
+   * new. One insert for the whole batch, not one per request it gathered.
    */
   private async fresh (tx: Tx, batch: Pending[]): Promise<(k: number, i: number) => boolean> {
     const keyOf = (service: string, nonce: string): string => `${service}\n${nonce}`
