@@ -97,6 +97,14 @@ wait_booted () {
 }
 
 inc () { local h=$1; shift; nsenter -t "${PID1[$h]}" -m -u -i -n -p -- env -u NODE_EXTRA_CA_CERTS "$@"; }
+# restart centerd on host $1; if that fails, show why (CI keeps only this script's output)
+restart_centerd () {
+  inc "$1" systemctl restart centerd && return 0
+  echo "systemctl restart centerd failed on $1:"
+  inc "$1" systemctl show -p Result,ExecMainStatus,ExecMainCode,NRestarts centerd | tr '\n' ' '; echo
+  inc "$1" journalctl -u centerd -o cat --no-pager -n 40 || true
+  return 1
+}
 
 cleanup () {
   set +e
@@ -189,13 +197,13 @@ wait_active () {
 
 log "restart: events sent while b's centerd restarts, and queued on a across a's restart, all arrive"
 sendn before 5
-inc b systemctl restart centerd & RESTART=$!
+restart_centerd b & RESTART=$!
 sendn during-b-restart 10
 wait $RESTART
 wait_active b
 echo "b: $(inc b systemctl is-active centerd) after systemctl restart"
 sendn before-a-restart 5
-inc a systemctl restart centerd
+restart_centerd a
 wait_active a
 echo "a: $(inc a systemctl is-active centerd) after systemctl restart"
 
@@ -230,7 +238,7 @@ log "watchdog: pings keep centerd alive; a frozen event loop gets it restarted"
 inc a mkdir -p /etc/systemd/system/centerd.service.d
 inc a sh -c 'printf "[Service]\nWatchdogSec=2s\n" > /etc/systemd/system/centerd.service.d/watchdog-test.conf'
 inc a systemctl daemon-reload
-inc a systemctl restart centerd
+restart_centerd a
 sleep 5
 inc a systemctl show -p ActiveState,NRestarts,WatchdogUSec centerd | tr '\n' ' '; echo
 [ "$(inc a systemctl show -p NRestarts --value centerd)" = 0 ] || { echo "restarted although it pinged"; exit 1; }
