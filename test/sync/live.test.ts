@@ -184,7 +184,14 @@ test('B down for 60 s while A changes 100 files: B catches up when it is back; k
 test('a tree over 5 MiB: B and C refuse it with a logged reason and keep their copy; B never sends its own', { skip }, async () => {
   put('a', 'big.bin', 'q'.repeat(6 * 1024 * 1024)) // A allows 10 MiB
   for (const n of ['b', 'c']) {
-    const line = await waitFor(`${n} to refuse`, () => cl.host(n).peer.logs().find((l) => l.msg === 'sync push refused' && l.code === 'over-quota' && l.tree === 'users/alice'), 60_000, 250)
+    // until it does, say where A's pushes to it stand (CI's excerpt keeps only the message)
+    const line = await waitFor(`${n} to refuse`, async () => {
+      const found = cl.host(n).peer.logs().find((l) => l.msg === 'sync push refused' && l.code === 'over-quota' && l.tree === 'users/alice')
+      if (found !== undefined) return found
+      const toN = (await cl.host('a').peer.ctl('center', 'status')).peers.find((p: any) => p.peer === cl.host(n).peer.uuid)
+      const last = cl.host(n).peer.logs().filter((l) => l.msg === 'sync push refused').at(-1)
+      throw new Error(`A to ${n}: pushing ${String(toN?.pushing)}, last error ${String(toN?.lastError)}; ${n}'s last refusal: ${last === undefined ? 'none' : `${String(last.code)} ${String(last.err)}`}`)
+    }, 60_000, 250)
     assert.match(line.err, /over the quota of 5242880 bytes/)
     assert.equal(read(alice(n, 'big.bin')), 'y'.repeat(3 * 1024 * 1024), `${n}'s copy unchanged`)
   }
