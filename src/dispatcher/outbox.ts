@@ -152,8 +152,7 @@ export class Outbox {
         ins AS (INSERT INTO outbox (peer_uuid, seq, name, envelope, exp)
           SELECT k.peer, s.first + row_number() OVER (PARTITION BY k.peer ORDER BY k.ord) - 1, k.name, k.envelope, k.exp
           FROM keep k JOIN seqs s ON s.peer = k.peer RETURNING 1)
-      SELECT (SELECT count(*) FROM counts) AS wanted, (SELECT json_agg(json_build_array(peer, top)) FROM seqs) AS tops,
-        (SELECT count(*) FROM ins) AS inserted`.execute(this.c.db)
+      SELECT (SELECT count(*) FROM counts) AS wanted, (SELECT json_agg(json_build_array(peer, top)) FROM seqs) AS tops`.execute(this.c.db)
     const row = res.rows[0]
     const tops = new Map((row?.tops ?? []).map(([peer, top]) => [peer, Number(top)]))
     // admitting a peer makes its sequence row, forgetting one deletes it: only

@@ -34,36 +34,36 @@ after(async () => {
 
 const ev = (data: number, nonce?: string, to = SELF): { name: string, to: string, data: number, nonce?: string } => ({ name: 'ob.x', to, data, ...(nonce !== undefined ? { nonce } : {}) })
 
+/**
+ * Events 0 to 9 to `to`, with copies retried under the same nonce (`p`0, `p`1,
+ * `p`9); 0, 1, 4, 6, 7 and 9 are the ones that must be queued. The first
+ * submit commits alone; the next five queue behind it and share one commit.
+ */
+async function submitWithRetries (to: string, p: string): Promise<void> {
+  const e = (data: number, nonce?: string): ReturnType<typeof ev> => ev(data, nonce === undefined ? undefined : `${p}${nonce}`, to)
+  await Promise.all([
+    d.submit('svc-a', [e(0, '0')]),
+    d.submit('svc-a', [e(1, '1'), e(2, '1')]),
+    d.submit('svc-a', [e(3, '1')]),
+    d.submit('svc-b', [e(4, '1')]),
+    d.submit('svc-a', [e(5, '0')]),
+    d.submit('svc-a', [e(6), e(7)])
+  ])
+  await d.submit('svc-b', [e(8, '1'), e(9, '9')])
+}
+
 // A send retried with the same nonce is queued once, whether the copies arrive
 // in one request, in several requests of one group commit, or in a later
 // commit; another service's nonce is its own.
 test('a nonce is queued once per service: within a request, across the requests of one commit, and in a later commit', async () => {
   const from = await d.maxInboxId()
-  // the first submit commits alone; the others queue behind it and share the next commit
-  await Promise.all([
-    d.submit('svc-a', [ev(0, 'n0')]),
-    d.submit('svc-a', [ev(1, 'n1'), ev(2, 'n1')]),
-    d.submit('svc-a', [ev(3, 'n1')]),
-    d.submit('svc-b', [ev(4, 'n1')]),
-    d.submit('svc-a', [ev(5, 'n0')]),
-    d.submit('svc-a', [ev(6), ev(7)])
-  ])
-  await d.submit('svc-b', [ev(8, 'n1'), ev(9, 'n9')])
+  await submitWithRetries(SELF, 'n')
   const rows = await d.readInbox(from, ['ob.x'], 100)
   assert.deepEqual(rows.map((r) => r.envelope.data), [0, 1, 4, 6, 7, 9])
 })
 
 test('events for another peer only (one statement): consecutive sequence numbers, a nonce queued once, the link told the top', async () => {
-  const o = (data: number, nonce?: string): ReturnType<typeof ev> => ev(data, nonce, OTHER)
-  await Promise.all([
-    d.submit('svc-a', [o(0, 'm0')]),
-    d.submit('svc-a', [o(1, 'm1'), o(2, 'm1')]),
-    d.submit('svc-a', [o(3, 'm1')]),
-    d.submit('svc-b', [o(4, 'm1')]),
-    d.submit('svc-a', [o(5, 'm0')]),
-    d.submit('svc-a', [o(6), o(7)])
-  ])
-  await d.submit('svc-b', [o(8, 'm1'), o(9, 'm9')])
+  await submitWithRetries(OTHER, 'm')
   const rows = await database.db.selectFrom('outbox').select(['seq', 'envelope']).where('peer_uuid', '=', OTHER).orderBy('seq').execute()
   assert.deepEqual(rows.map((r) => Number(r.seq)), [1, 2, 3, 4, 5, 6])
   assert.deepEqual(rows.map((r) => JSON.parse(r.envelope).data), [0, 1, 4, 6, 7, 9])
