@@ -15,7 +15,15 @@ interface Result { name: string, value: number, unit: string, target?: string }
 
 const APPLY_N = 5000
 const PAGE = 500
-const E2E_N = 10_000
+/** accounts on the existing peer in the join bench; CENTER_BENCH_ACCOUNTS=54000 is Hachyderm's size */
+const E2E_N = joinAccounts()
+
+function joinAccounts (): number {
+  const raw = process.env.CENTER_BENCH_ACCOUNTS ?? '10000'
+  const n = Number(raw)
+  if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) throw new Error(`CENTER_BENCH_ACCOUNTS must be a whole number from 1 to 1,000,000, not "${raw}"`)
+  return n
+}
 
 /**
  * The apply path alone: pages of 500 claims into a fresh slapd (ldaps,
