@@ -354,10 +354,19 @@ export class LdapDirectory {
     return out
   }
 
+  /**
+   * The group entry read by its DN: a search by cn under ou=groups is only
+   * as fast as slapd's cn index, and without one it reads every group.
+   */
   private async groupMatches (c: Client, u: NewUser): Promise<boolean> {
-    const { searchEntries } = await c.search(this.groupsDn, { scope: 'one', filter: `(&(objectClass=posixGroup)(cn=${escapeFilterValue(u.name)}))`, attributes: ['gidNumber'] })
-    const g = searchEntries[0]
-    return g !== undefined && first(g, 'gidNumber') === String(u.uidNumber)
+    try {
+      const { searchEntries } = await c.search(this.groupDn(u.name), { scope: 'base', filter: '(objectClass=posixGroup)', attributes: ['gidNumber'] })
+      const g = searchEntries[0]
+      return g !== undefined && first(g, 'gidNumber') === String(u.uidNumber)
+    } catch (err) {
+      if (err instanceof NoSuchObjectError) return false
+      throw err
+    }
   }
 
   private async putGroup (c: Client, u: NewUser): Promise<void> {

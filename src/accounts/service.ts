@@ -507,16 +507,28 @@ export class AccountsService {
     }
   }
 
-  /** Apply whatever did not get applied (LDAP was down, the process died mid-way). */
+  /**
+   * Apply whatever did not get applied (LDAP was down, the process died
+   * mid-way). Names are read before taking the lock, so they may be those of
+   * a page being applied right then: under the lock only the ones still
+   * unsynced are applied, and if none is, whoever held the lock did it.
+   * (Applying them again cost a backfill a sixth of its time at 54,000
+   * accounts, more the more accounts there were.)
+   */
   async reconcile (): Promise<number> {
     let n = 0
     for (;;) {
       const names = await this.store.unsyncedNames(500)
       if (names.length === 0) return n
-      await this.work.run(async () => { await this.materialize(names) })
-      n += names.length
+      const applied = await this.work.run(async () => {
+        const left = await this.store.unsyncedOf(names)
+        if (left.length > 0) await this.materialize(left)
+        return left
+      })
+      if (applied.length === 0) return n
+      n += applied.length
       const still = await this.store.unsyncedNames(500)
-      if (still.length > 0 && still.every((x) => names.includes(x))) return n
+      if (still.length > 0 && still.every((x) => applied.includes(x))) return n
     }
   }
 
@@ -525,12 +537,16 @@ export class AccountsService {
   /**
    * Compare the local LDAP's locks (ppolicy lockouts, or a sysadmin's
    * ldapmodify) with the agreed state, and tell every peer about a change.
+   * It runs every couple of seconds for as long as centerd runs, so it reads
+   * only what can differ: the entries locked in LDAP (a presence index on
+   * pwdAccountLockedTime) and the accounts agreed locked (a partial index),
+   * never every account.
    */
   async watchLocks (): Promise<void> {
     const events: Array<{ name: string, to: string, data: unknown }> = []
     await this.work.run(async () => {
       const ldapLocked = await this.c.directory.lockedUsers()
-      const rows = await this.store.db.selectFrom('accounts').select(['name', 'state']).where('state', 'in', ['active', 'locked']).where('synced', '=', true).execute()
+      const rows = await this.store.lockCandidates([...ldapLocked.keys()])
       const bans = await this.store.bansOf(rows.map((r) => r.name))
       const now = Date.now()
       for (const r of rows) {

@@ -114,6 +114,8 @@ olcDbMaxSize: 1073741824
 olcDbEnvFlags: nometasync
 olcDbIndex: objectClass eq
 olcDbIndex: uid,uidNumber,gidNumber,memberUid eq
+olcDbIndex: cn eq
+olcDbIndex: pwdAccountLockedTime pres
 olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {1}to * by * read
 

@@ -158,6 +158,8 @@ olcDbDirectory: ${d}/data
 olcDbMaxSize: 104857600
 olcDbIndex: objectClass eq
 olcDbIndex: uid,uidNumber,gidNumber,memberUid eq
+olcDbIndex: cn eq
+olcDbIndex: pwdAccountLockedTime pres
 ${MDB_SYNC_LDIF[mdbSync]}olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {1}to * by * read
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync, spawnSync } from 'node:child_process'
+import { Attribute, Change } from 'ldapts'
 import { quotaCheck } from '../../src/health/quota.js'
 import { createTestUser, joinPeers } from '../_util/peers.js'
 import { callAdmin } from '../../src/admin/client.js'
@@ -144,6 +145,18 @@ describe('accounts across three peers', { skip }, () => {
     await P.c!.peer.ctl('user', 'unlock', 'alice')
     await onAll('the unlock', (u) => u.get('alice')?.locked === false)
     assert.equal(await userBind(P.a!.slapd, 'alice', 'right-pw'), true, 'the unlock cleared the ppolicy lockout on A')
+  })
+
+  test('a lockout cleared by hand in A\'s LDAP (a sysadmin\'s ldapmodify) unlocks the account on every peer', async () => {
+    for (let i = 0; i < 3; i++) assert.equal(await userBind(P.a!.slapd, 'alice', 'wrong'), false)
+    await onAll('the ppolicy lockout to spread', (u) => u.get('alice')?.locked === true, 20_000)
+    // what `ldapmodify … delete: pwdAccountLockedTime` does on A: no centerctl, no event of ours
+    await ldapAdmin(P.a!.slapd, async (c) => {
+      await c.modify(`uid=alice,ou=people,${P.a!.slapd.baseDn}`, new Change({ operation: 'delete', modification: new Attribute({ type: 'pwdAccountLockedTime' }) }))
+    })
+    await onAll('the unlock seen in A\'s LDAP to spread', (u) => u.get('alice')?.locked === false, 20_000)
+    for (const p of all()) assert.equal((await p.peer.ctl('user', 'show', 'alice')).state, 'active', p.name)
+    assert.equal(await userBind(P.a!.slapd, 'alice', 'right-pw'), true)
   })
 
   test('hostile input is refused with a clear error and nothing is written anywhere', async () => {
