@@ -512,7 +512,7 @@ export class AccountsService {
    * mid-way). Names are read before taking the lock, so they may be those of
    * a page being applied right then: under the lock only the ones still
    * unsynced are applied, and if none is, whoever held the lock did it.
-   * (Applying them again cost a backfill a sixth of its time at 54,000
+   * (Applying them again cost a backfill a fifth of its time at 54,000
    * accounts, more the more accounts there were.)
    */
   async reconcile (): Promise<number> {
