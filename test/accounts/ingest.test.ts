@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { LdapDirectory, type NewUser } from '../../src/accounts/directory.js'
 import { slapdAvailability } from '../_util/slapd.js'
+import { waitFor } from '../_util/wait.js'
 import { ed25519Line } from './_keys.js'
 import { ldapUsers } from './_peers.js'
 import { pageClaims, startIngestRig, type IngestRig } from './_ingest.js'
@@ -64,10 +65,24 @@ describe('applying a backfill page', { skip }, () => {
     assert.equal((await ldapUsers(rig.slapd)).size, 700)
   })
 
+  test('a reconcile that starts while a page is being applied leaves that page to its ingest', async () => {
+    const page = claims('r', 300)
+    const names = page.map((c) => c.name)
+    const db = rig.database.db as any
+    const unsynced = async (): Promise<number> => (await db.selectFrom('accounts').select('name').where('synced', '=', false).where('name', 'in', names).execute()).length
+    const applying = rig.svc.ingest(page, [], [])
+    // the page's rows are saved unsynced before its LDAP work: what a reconcile tick reads then
+    await waitFor('the page saved and not yet applied', async () => (await unsynced()) > 0, 10_000, 2)
+    const reconciled = await rig.svc.reconcile()
+    await applying
+    assert.equal(reconciled, 0, 'reconcile applied the page again after its ingest had')
+    await assertApplied(names)
+  })
+
   test('the same page again changes nothing and opens no transaction', async () => {
     const before = rig.directory.transactions
     await rig.svc.ingest(claims('q', 250), [], [])
     assert.equal(rig.directory.transactions, before)
-    assert.equal((await ldapUsers(rig.slapd)).size, 700)
+    assert.equal((await ldapUsers(rig.slapd)).size, 1000)
   })
 })
