@@ -509,21 +509,17 @@ export class AccountsService {
 
   /**
    * Apply whatever did not get applied (LDAP was down, the process died
-   * mid-way). Names are read before taking the lock, so they may be those of
-   * a page being applied right then: under the lock only the ones still
-   * unsynced are applied, and if none is, whoever held the lock did it.
-   * (Applying them again cost a backfill a fifth of its time at 54,000
-   * accounts, more the more accounts there were.)
+   * mid-way). The names are read under the lock: read before it, they may be
+   * those of a page being applied right then, which would be applied again
+   * (that cost a backfill a fifth of its time at 54,000 accounts).
    */
   async reconcile (): Promise<number> {
     let n = 0
     for (;;) {
-      const names = await this.store.unsyncedNames(500)
-      if (names.length === 0) return n
       const applied = await this.work.run(async () => {
-        const left = await this.store.unsyncedOf(names)
-        if (left.length > 0) await this.materialize(left)
-        return left
+        const names = await this.store.unsyncedNames(500)
+        if (names.length > 0) await this.materialize(names)
+        return names
       })
       if (applied.length === 0) return n
       n += applied.length

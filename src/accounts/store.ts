@@ -106,11 +106,10 @@ export class AccountStore {
    * and not locked in LDAP) cannot differ, so they are not read.
    */
   async lockCandidates (ldapLocked: readonly string[]): Promise<Array<{ name: string, state: AccountState }>> {
-    const locked = this.db.selectFrom('accounts').select(['name', 'state']).where('state', '=', 'locked').where('synced', '=', true)
+    const applied = this.db.selectFrom('accounts').select(['name', 'state']).where('synced', '=', true)
     // one array parameter: any number of names (an IN list is capped at 65,535 parameters)
-    const rows = ldapLocked.length === 0
-      ? await locked.execute()
-      : await locked.unionAll(this.db.selectFrom('accounts').select(['name', 'state']).where('state', '=', 'active').where('synced', '=', true).where(sql<boolean>`name = any(${[...ldapLocked]}::text[])`)).execute()
+    const rows = await applied.where('state', '=', 'locked')
+      .unionAll(applied.where('state', '=', 'active').where(sql<boolean>`name = any(${[...ldapLocked]}::text[])`)).execute()
     return rows.map((r) => ({ name: r.name, state: r.state as AccountState }))
   }
 
@@ -151,13 +150,6 @@ export class AccountStore {
 
   async markUnsynced (names: readonly string[]): Promise<void> {
     for (let i = 0; i < names.length; i += 1000) await this.db.updateTable('accounts').set({ synced: false }).where('name', 'in', names.slice(i, i + 1000)).execute()
-  }
-
-  /** Of `names`, those with a claim not yet applied here. */
-  async unsyncedOf (names: readonly string[]): Promise<string[]> {
-    if (names.length === 0) return []
-    const rows = await this.db.selectFrom('accounts').select('name').distinct().where('synced', '=', false).where(sql<boolean>`name = any(${[...names]}::text[])`).execute()
-    return rows.map((r) => r.name)
   }
 
   async unsyncedNames (limit: number): Promise<string[]> {
